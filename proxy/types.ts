@@ -58,3 +58,60 @@ export class ConnectError extends Error {
 
 /** Something that connects to a target and yields a byte stream. */
 export type Connector = (target: Target, signal: AbortSignal) => Promise<Duplex>;
+
+/** Verified client certificate facts (gateway role). */
+export interface CertFacts {
+  subjectCn?: string;
+  san?: string[];
+  fingerprint?: string;
+}
+
+/** What a refused request tells the user (already redacted by the explain ACL). */
+export interface Refusal {
+  reason: RejectReason;
+  /** Short text for the client: the deciding policy or "no policy matched", or the error. */
+  message: string;
+  /** For an ACL redirect (plain HTTP only): where to send the client. */
+  redirect?: string;
+}
+
+/**
+ * The one protocol-neutral request a front-end hands to the pipeline. Nothing after
+ * this point knows which protocol the client spoke.
+ */
+export interface ProxyRequest {
+  target: Target;
+  protocol: ProxyProtocol;
+  cmd: ProxyCommand;
+  client: ClientFacts;
+  http?: HttpFacts;
+  cert?: CertFacts;
+  /**
+   * Upstream connected: write the protocol's success reply (bound address of the
+   * outbound socket) and return the client-side stream to relay. Any bytes the
+   * front-end read past the handshake must already be unshifted into it.
+   */
+  accept(bound: { address: string; port: number }): Duplex;
+  /** Refused (ACL, DNS, connect failure…): write the protocol's wire answer and close. */
+  reject(refusal: Refusal): void;
+}
+
+/** Result of opening an upstream for a plain HTTP forward request (keep-alive front-end). */
+export type ForwardOutcome =
+  | { ok: false; refusal: Refusal }
+  | {
+      ok: true;
+      upstream: Duplex;
+      /** Report the end of this exchange, for the audit `close` record. */
+      finish(stats: { bytesUp: number; bytesDown: number; closeReason: string }): void;
+    };
+
+/** The pipeline as front-ends see it. */
+export interface Pipeline {
+  /** CONNECT-like requests (SOCKS5 CONNECT, HTTP CONNECT, HTTP/2 CONNECT): decide, connect, relay, audit. */
+  tunnel(req: ProxyRequest): Promise<void>;
+  /** Plain HTTP absolute-form request: decide and connect; the front-end does the HTTP exchange. */
+  forward(req: Omit<ProxyRequest, 'accept' | 'reject'>): Promise<ForwardOutcome>;
+  /** One UDP datagram's destination (SOCKS5 UDP ASSOCIATE): may it be sent? Cached per destination by the caller. */
+  allowDatagram(req: Omit<ProxyRequest, 'accept' | 'reject'>): Promise<boolean>;
+}
