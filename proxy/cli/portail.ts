@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// `portail`: the daemon and its offline checks (SPEC section 2).
+import { Command, Option } from 'commander';
+import { runCheck } from './check.js';
+import { runCheckAclSyntax } from './check-acl-syntax.js';
+import { runDaemon } from './daemon.js';
+
+const program = new Command();
+program.name('portail').description('Identity-aware forward proxy (SOCKS5 + HTTP)');
+program.exitOverride((err) => {
+  process.exit(err.exitCode === 0 ? 0 : 2);
+});
+
+program
+  .command('daemon')
+  .description('run the proxy')
+  .option('--config <file>', 'configuration file', '/etc/portail/portail.toml')
+  .option(
+    '--bind-proxy-address <host:port>',
+    'listen address (repeatable)',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
+  .option('--bind-rpc-socket <path>', 'control socket path')
+  .addOption(
+    new Option('--log-preset <preset>', 'log format')
+      .choices(['development', 'systemd', 'container'])
+      .default('development'),
+  )
+  .action(async (opts) => {
+    process.exitCode = await runDaemon(opts);
+  });
+
+program
+  .command('check-acl-syntax')
+  .description('parse and validate an ACL file against the configuration')
+  .option('--config <file>', 'configuration file (for backend names)')
+  .option('--json', 'machine-readable output')
+  .argument('<acl-file>')
+  .action(async (aclFile: string, opts: { config?: string; json?: boolean }) => {
+    process.exitCode = await runCheckAclSyntax(aclFile, opts);
+  });
+
+program
+  .command('check')
+  .description('validate the configuration and every file it refers to')
+  .option('--config <file>', 'configuration file', '/etc/portail/portail.toml')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { config: string; json?: boolean }) => {
+    process.exitCode = await runCheck(opts);
+  });
+
+await program.parseAsync(process.argv);
