@@ -1,4 +1,12 @@
 // The ACL language's public surface. Everything else in portail imports from here.
+
+export { KNOWN_ATTRIBUTES } from './attributes.js';
+export type { CompiledAcl } from './compile.js';
+export { formatDiagnostic, formatDiagnostics } from './diagnostics.js';
+export { evaluate } from './evaluate.js';
+export type { LoadOptions, LoadResult } from './load.js';
+export { compileAclSource, loadAclFile } from './load.js';
+export { normalizeHost } from './normalize.js';
 export type {
   AclContext,
   ActionKind,
@@ -11,10 +19,3 @@ export type {
   FailedRequirement,
   Severity,
 } from './types.js';
-export { KNOWN_ATTRIBUTES } from './attributes.js';
-export { normalizeHost } from './normalize.js';
-export { formatDiagnostic, formatDiagnostics } from './diagnostics.js';
-export type { CompiledAcl } from './compile.js';
-export { compileAclSource, loadAclFile } from './load.js';
-export type { LoadOptions, LoadResult } from './load.js';
-export { evaluate } from './evaluate.js';

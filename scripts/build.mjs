@@ -2,9 +2,9 @@
 // copy the generated parser next to the compiled code. One command, no globals.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -12,8 +12,20 @@ const run = (script, args) =>
   execFileSync(process.execPath, [script, ...args], { cwd: root, stdio: 'inherit' });
 
 const peggyBin = join(dirname(require.resolve('peggy/package.json')), 'bin', 'peggy.js');
-run(peggyBin, ['--format', 'es', '--dts', '--allowed-start-rules', 'File', '-o', 'acl-lang/grammar.generated.js', 'acl-lang/grammar.peggy']);
+run(peggyBin, [
+  '--format',
+  'es',
+  '--dts',
+  '--allowed-start-rules',
+  'File',
+  '-o',
+  'acl-lang/grammar.generated.js',
+  'acl-lang/grammar.peggy',
+]);
+mkdirSync(join(root, 'dist/acl-lang'), { recursive: true });
+copyFileSync(
+  join(root, 'acl-lang/grammar.generated.js'),
+  join(root, 'dist/acl-lang/grammar.generated.js'),
+);
 const tscBin = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
 run(tscBin, ['-p', 'tsconfig.json']);
-mkdirSync(join(root, 'dist/acl-lang'), { recursive: true });
-copyFileSync(join(root, 'acl-lang/grammar.generated.js'), join(root, 'dist/acl-lang/grammar.generated.js'));

@@ -4,8 +4,8 @@
 // Under CI=true a skipped test is a failure: the runner's summary is read and the exit
 // code set accordingly, so that a missing tool can never pass silently.
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync, existsSync } from 'node:fs';
-import { join, dirname } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,0 +1,411 @@
+// HIR → closures + indexes. Each expression becomes a function returning a
+// three-valued result; policies and routes are indexed by the hostnames their `when`
+// pins, so that 100,000 host-specific policies cost a few hash lookups while the
+// first-match order stays exactly the file order.
+import type { HCmp, HExpr, Hir, HOperand, HPolicy, HRoute } from './hir.js';
+import { normalizeHost } from './normalize.js';
+import { HostSet, parseIp, sameIp } from './sets.js';
+import type { AclContext, AttrValue } from './types.js';
+
+/** Three-valued logic: false, true, unknown (SPEC 5.3). */
+export const F = 0;
+export const T = 1;
+export const U = 2;
+export type Tri = 0 | 1 | 2;
+
+export type Test = (ctx: AclContext) => Tri;
+
+export interface CompiledPolicy extends HPolicy {
+  index: number;
+  whenFn: Test | null;
+  requireFn: Test | null;
+}
+
+export interface CompiledRoute extends HRoute {
+  index: number;
+  whenFn: Test | null;
+}
+
+export interface CompiledAcl {
+  readonly file: string;
+  /** sha256 of the ACL source (hex), for status and audit. */
+  readonly hash: string;
+  /** Every attribute name the rules reference: the only ones worth computing. */
+  readonly attributes: ReadonlySet<string>;
+  readonly policies: readonly CompiledPolicy[];
+  readonly routes: readonly CompiledRoute[];
+  readonly policyIndex: HostIndex;
+  readonly routeIndex: HostIndex;
+  /** Every file this ACL was built from (the ACL and its lists), for watch-acl. */
+  readonly files: readonly string[];
+}
+
+// ---- values -----------------------------------------------------------------------
+
+/** A hostname attribute's value, normalised; undefined when unusable. */
+function hostValue(v: AttrValue): string | undefined {
+  return typeof v === 'string' ? (normalizeHost(v) ?? undefined) : undefined;
+}
+
+function numValue(v: AttrValue): number | bigint | undefined {
+  return typeof v === 'number' || typeof v === 'bigint' ? v : undefined;
+}
+
+function ipText(v: AttrValue): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function isList(v: AttrValue): v is readonly string[] {
+  return Array.isArray(v);
+}
+
+const tri = (b: boolean): Tri => (b ? T : F);
+
+function compareNum(a: number | bigint, op: string, b: number | bigint): boolean {
+  switch (op) {
+    case '<':
+      return a < b;
+    case '<=':
+      return a <= b;
+    case '>':
+      return a > b;
+    case '>=':
+      return a >= b;
+    case '==':
+      // biome-ignore lint/suspicious/noDoubleEquals: number/bigint equality across types
+      return a == b;
+    default:
+      // biome-ignore lint/suspicious/noDoubleEquals: number/bigint inequality across types
+      return a != b;
+  }
+}
+
+/** Comparison of a value against an operand, typed by the value at run time. */
+function compareValue(c: HCmp, raw: AttrValue): Tri {
+  const o = c.operand;
+  const t = c.type;
+  switch (c.op) {
+    case '<':
+    case '<=':
+    case '>':
+    case '>=': {
+      const n = numValue(raw);
+      return n === undefined || o.k !== 'num' ? U : tri(compareNum(n, c.op, o.v));
+    }
+    case '=~':
+    case '!~': {
+      if (o.k !== 'regex') return U;
+      const neg = c.op === '!~';
+      if (isList(raw)) {
+        const any = raw.some((s) => o.re.test(s));
+        return tri(neg ? !any : any);
+      }
+      const s = t === 'hostname' ? hostValue(raw) : typeof raw === 'string' ? raw : undefined;
+      if (s === undefined) return U;
+      const m = o.re.test(s);
+      return tri(neg ? !m : m);
+    }
+    case 'in':
+      return inSet(o, t, raw);
+    default: {
+      const eq = equals(o, t, raw);
+      if (eq === U) return U;
+      return c.op === '==' ? eq : tri(eq === F);
+    }
+  }
+}
+
+function equals(o: HOperand, t: HCmp['type'], raw: AttrValue): Tri {
+  switch (o.k) {
+    case 'str': {
+      if (isList(raw)) return tri(raw.includes(o.v));
+      if (t === 'hostname') {
+        const h = hostValue(raw);
+        return h === undefined ? U : tri(h === o.v);
+      }
+      if (t === 'ip') {
+        const a = parseIp(o.v);
+        const s = ipText(raw);
+        return s === undefined || !a ? U : tri(sameIp(s, a));
+      }
+      return typeof raw === 'string' ? tri(raw === o.v) : U;
+    }
+    case 'num': {
+      const n = numValue(raw);
+      return n === undefined ? U : tri(compareNum(n, '==', o.v));
+    }
+    case 'bool':
+      return typeof raw === 'boolean' ? tri(raw === o.v) : U;
+    default:
+      return U;
+  }
+}
+
+function inSet(o: HOperand, t: HCmp['type'], raw: AttrValue): Tri {
+  switch (o.k) {
+    case 'hostset': {
+      const h = hostValue(raw);
+      return h === undefined ? U : tri(o.set.has(h));
+    }
+    case 'cidrset': {
+      const s = ipText(raw);
+      if (s === undefined) return U;
+      const a = parseIp(s);
+      return a ? tri(o.set.has(a)) : U;
+    }
+    case 'numset': {
+      const n = numValue(raw);
+      return n === undefined ? U : tri(o.set.has(Number(n)));
+    }
+    case 'strset': {
+      if (isList(raw)) return tri(raw.some((s) => o.set.has(s)));
+      if (typeof raw === 'string')
+        return tri(o.set.has(t === 'hostname' ? (hostValue(raw) ?? raw) : raw));
+      if (typeof raw === 'number' || typeof raw === 'bigint') return tri(o.set.has(String(raw)));
+      return U;
+    }
+    default:
+      return U;
+  }
+}
+
+// ---- closures ---------------------------------------------------------------------
+
+export function evalCmp(c: HCmp, ctx: AclContext): Tri {
+  const raw = ctx.get(c.attr);
+  return raw === undefined ? U : compareValue(c, raw);
+}
+
+function compileExpr(e: HExpr): Test {
+  switch (e.kind) {
+    case 'cmp':
+      return compileCmp(e);
+    case 'not': {
+      const inner = compileExpr(e.expr);
+      return (ctx) => {
+        const r = inner(ctx);
+        return r === U ? U : r === T ? F : T;
+      };
+    }
+    case 'and': {
+      const items = e.items.map(compileExpr);
+      if (items.length === 2) {
+        const [a, b] = items;
+        return (ctx) => {
+          const x = a(ctx);
+          if (x === F) return F;
+          const y = b(ctx);
+          return y === F ? F : x === U || y === U ? U : T;
+        };
+      }
+      return (ctx) => {
+        let unknown = false;
+        for (const f of items) {
+          const r = f(ctx);
+          if (r === F) return F;
+          if (r === U) unknown = true;
+        }
+        return unknown ? U : T;
+      };
+    }
+    case 'or': {
+      const items = e.items.map(compileExpr);
+      return (ctx) => {
+        let unknown = false;
+        for (const f of items) {
+          const r = f(ctx);
+          if (r === T) return T;
+          if (r === U) unknown = true;
+        }
+        return unknown ? U : F;
+      };
+    }
+  }
+}
+
+/** Specialised closures for the hot comparisons; the generic path for the rest. */
+function compileCmp(c: HCmp): Test {
+  const { attr, operand: o } = c;
+  if (c.type === 'hostname' && o.k === 'str' && (c.op === '==' || c.op === '!=')) {
+    const want = o.v;
+    const eq = c.op === '==';
+    return (ctx) => {
+      const raw = ctx.get(attr);
+      if (raw === undefined) return U;
+      const h = hostValue(raw);
+      if (h === undefined) return U;
+      return (h === want) === eq ? T : F;
+    };
+  }
+  if (c.type === 'number' && o.k === 'num' && typeof o.v === 'number' && c.op === '==') {
+    const want = o.v;
+    return (ctx) => {
+      const raw = ctx.get(attr);
+      if (raw === undefined) return U;
+      // biome-ignore lint/suspicious/noDoubleEquals: number/bigint equality
+      return typeof raw === 'number' || typeof raw === 'bigint' ? (raw == want ? T : F) : U;
+    };
+  }
+  if (c.type === 'hostname' && o.k === 'hostset' && c.op === 'in') {
+    const set = o.set;
+    return (ctx) => {
+      const raw = ctx.get(attr);
+      if (raw === undefined) return U;
+      const h = hostValue(raw);
+      return h === undefined ? U : set.has(h) ? T : F;
+    };
+  }
+  return (ctx) => evalCmp(c, ctx);
+}
+
+// ---- host index -------------------------------------------------------------------
+
+/** Hostname constraints that are necessary for an expression to be true or unknown. */
+interface HostKeys {
+  sets: HostSet[];
+}
+
+const SMALL_SET = 256;
+
+/**
+ * Necessary host conditions of a `when`: if `host` is present and matches none of
+ * them, the expression is definitely false (so the block cannot apply, even under the
+ * restrictive reading of unknowns). Null = no such condition (always a candidate).
+ */
+function hostKeysOf(e: HExpr): HostKeys | null {
+  switch (e.kind) {
+    case 'cmp':
+      if (e.attr !== 'host' || e.type !== 'hostname') return null;
+      if (e.op === '==' && e.operand.k === 'str') {
+        const s = new HostSet();
+        s.exact.add(e.operand.v);
+        return { sets: [s] };
+      }
+      if (e.op === 'in' && e.operand.k === 'hostset') return { sets: [e.operand.set] };
+      return null;
+    case 'and': {
+      // Any keyed conjunct is a necessary condition; prefer the most selective one.
+      let best: HostKeys | null = null;
+      for (const i of e.items) {
+        const k = hostKeysOf(i);
+        if (k && (!best || size(k) < size(best))) best = k;
+      }
+      return best;
+    }
+    case 'or': {
+      const sets: HostSet[] = [];
+      for (const i of e.items) {
+        const k = hostKeysOf(i);
+        if (!k) return null;
+        sets.push(...k.sets);
+      }
+      return { sets };
+    }
+    case 'not':
+      return null;
+  }
+}
+
+function size(k: HostKeys): number {
+  return k.sets.reduce((n, s) => n + s.size, 0);
+}
+
+/**
+ * Candidate blocks for a host, in file order: blocks with no host condition, blocks
+ * keyed by exact name or domain suffix (hash maps), and blocks behind large sets
+ * (tested once each).
+ */
+export class HostIndex {
+  private readonly always: number[] = [];
+  private readonly exact = new Map<string, number[]>();
+  private readonly withApex = new Map<string, number[]>();
+  private readonly subOnly = new Map<string, number[]>();
+  private readonly big: { set: HostSet; index: number }[] = [];
+  readonly count: number;
+
+  constructor(whens: readonly (HExpr | undefined)[]) {
+    this.count = whens.length;
+    whens.forEach((w, index) => {
+      const keys = w ? hostKeysOf(w) : null;
+      if (!keys) {
+        this.always.push(index);
+        return;
+      }
+      for (const set of keys.sets) {
+        if (set.size > SMALL_SET) {
+          this.big.push({ set, index });
+          continue;
+        }
+        for (const h of set.exact) push(this.exact, h, index);
+        for (const h of set.withApex) push(this.withApex, h, index);
+        for (const h of set.subOnly) push(this.subOnly, h, index);
+      }
+    });
+  }
+
+  /** Every index when the host is unknown; else the candidates, sorted, unique. */
+  candidates(host: string | undefined): readonly number[] | null {
+    if (host === undefined) return null;
+    const lists: number[][] = [];
+    if (this.always.length) lists.push(this.always);
+    const e = this.exact.get(host);
+    if (e) lists.push(e);
+    const a = this.withApex.get(host);
+    if (a) lists.push(a);
+    if (this.withApex.size || this.subOnly.size) {
+      for (let i = host.indexOf('.'); i >= 0; i = host.indexOf('.', i + 1)) {
+        const suffix = host.slice(i + 1);
+        const x = this.withApex.get(suffix);
+        if (x) lists.push(x);
+        const y = this.subOnly.get(suffix);
+        if (y) lists.push(y);
+      }
+    }
+    if (this.big.length) {
+      const hits: number[] = [];
+      for (const b of this.big) if (b.set.has(host)) hits.push(b.index);
+      if (hits.length) lists.push(hits);
+    }
+    if (lists.length === 0) return [];
+    if (lists.length === 1) return lists[0];
+    const merged = lists.flat().sort((x, y) => x - y);
+    return merged.filter((v, i) => i === 0 || merged[i - 1] !== v);
+  }
+}
+
+function push(m: Map<string, number[]>, k: string, v: number): void {
+  const l = m.get(k);
+  if (!l) m.set(k, [v]);
+  else if (l[l.length - 1] !== v) l.push(v);
+}
+
+// ---- whole ACL --------------------------------------------------------------------
+
+export function compileHir(
+  hir: Hir,
+  file: string,
+  hash: string,
+  files: readonly string[],
+): CompiledAcl {
+  const policies = hir.policies.map((p, index) => ({
+    ...p,
+    index,
+    whenFn: p.when ? compileExpr(p.when.expr) : null,
+    requireFn: p.require ? compileExpr(p.require.expr) : null,
+  }));
+  const routes = hir.routes.map((r, index) => ({
+    ...r,
+    index,
+    whenFn: r.when ? compileExpr(r.when.expr) : null,
+  }));
+  return Object.freeze({
+    file,
+    hash,
+    attributes: hir.attributes,
+    policies,
+    routes,
+    policyIndex: new HostIndex(hir.policies.map((p) => p.when?.expr)),
+    routeIndex: new HostIndex(hir.routes.map((r) => r.when?.expr)),
+    files,
+  });
+}

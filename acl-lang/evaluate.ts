@@ -1,0 +1,192 @@
+// Evaluation (SPEC 5.3): routes, then policies, first match, failed requirements
+// recorded, default deny, unknowns resolved toward the restrictive outcome. Pure:
+// no I/O, no clock.
+import { type CompiledAcl, type CompiledPolicy, evalCmp, F, T, type Tri, U } from './compile.js';
+import type { HClause, HExpr } from './hir.js';
+import { normalizeHost } from './normalize.js';
+import type {
+  AclContext,
+  AttrValue,
+  ComparisonTrace,
+  Decision,
+  EvaluateOptions,
+  FailedRequirement,
+} from './types.js';
+
+const TRI_TEXT = ['false', 'true', 'unknown'] as const;
+
+/** The context as policies see it: `route.local` and `route.backend` from the routing outcome. */
+class RoutedContext implements AclContext {
+  constructor(
+    private readonly inner: AclContext,
+    private readonly local: boolean,
+    private readonly backend: string,
+  ) {}
+  get(name: string): AttrValue | undefined {
+    if (name === 'route.local') return this.local;
+    if (name === 'route.backend') return this.backend;
+    return this.inner.get(name);
+  }
+}
+
+/** Re-evaluates an expression recording every comparison, for explanations. */
+function trace(e: HExpr, ctx: AclContext, out: ComparisonTrace[], missing: Set<string>): Tri {
+  switch (e.kind) {
+    case 'cmp': {
+      const actual = ctx.get(e.attr);
+      const r = evalCmp(e, ctx);
+      if (actual === undefined) missing.add(e.attr);
+      out.push({ text: e.text, attribute: e.attr, actual, result: TRI_TEXT[r] });
+      return r;
+    }
+    case 'not': {
+      const r = trace(e.expr, ctx, out, missing);
+      return r === U ? U : r === T ? F : T;
+    }
+    case 'and': {
+      let unknown = false;
+      let result: Tri = T;
+      for (const i of e.items) {
+        const r = trace(i, ctx, out, missing);
+        if (r === F) result = F;
+        if (r === U) unknown = true;
+      }
+      return result === F ? F : unknown ? U : T;
+    }
+    case 'or': {
+      let unknown = false;
+      let result: Tri = F;
+      for (const i of e.items) {
+        const r = trace(i, ctx, out, missing);
+        if (r === T) result = T;
+        if (r === U) unknown = true;
+      }
+      return result === T ? T : unknown ? U : F;
+    }
+  }
+}
+
+function failure(
+  p: CompiledPolicy,
+  clause: 'when' | 'require',
+  c: HClause,
+  ctx: AclContext,
+  missing: Set<string>,
+): FailedRequirement {
+  const comparisons: ComparisonTrace[] = [];
+  const r = trace(c.expr, ctx, comparisons, missing);
+  return {
+    policy: p.name,
+    action: p.action,
+    clause,
+    expression: c.text,
+    result: r === U ? 'unknown' : 'false',
+    comparisons,
+  };
+}
+
+function routeBackends(acl: CompiledAcl, ctx: AclContext, host: string | undefined) {
+  const routes: string[] = [];
+  const backends: string[] = [];
+  const missing = new Set<string>();
+  const candidates = acl.routeIndex.candidates(host);
+  const n = candidates ? candidates.length : acl.routes.length;
+  for (let k = 0; k < n; k++) {
+    const r = acl.routes[candidates ? candidates[k] : k];
+    const w = r.whenFn ? r.whenFn(ctx) : T;
+    if (w === U && r.when) trace(r.when.expr, ctx, [], missing);
+    if (w !== T) continue; // an unknown route condition does not apply
+    routes.push(r.name);
+    for (const b of r.backends) if (!backends.includes(b)) backends.push(b);
+  }
+  return { routes, backends, missing };
+}
+
+export function evaluate(
+  acl: CompiledAcl | null,
+  ctx: AclContext,
+  opts: EvaluateOptions = {},
+): Decision {
+  if (!acl) {
+    return {
+      action: 'deny',
+      policy: null,
+      routes: [],
+      backends: [],
+      local: true,
+      tags: [],
+      failed: [],
+      missing: [],
+      reason: 'no valid ACL is loaded: everything is denied',
+    };
+  }
+  const rawHost = ctx.get('host');
+  const host = typeof rawHost === 'string' ? (normalizeHost(rawHost) ?? undefined) : undefined;
+
+  let routes: string[] = [];
+  let backends: string[] = [];
+  const missing = new Set<string>();
+  if (!opts.forceLocal) {
+    const r = routeBackends(acl, ctx, host);
+    routes = r.routes;
+    backends = r.backends;
+    for (const m of r.missing) missing.add(m);
+    if (routes.length === 0 && opts.defaultBackend) backends = [opts.defaultBackend];
+  }
+  const local = backends.length === 0 || backends.every((b) => b === 'direct');
+  const routed = new RoutedContext(ctx, local, backends[0] ?? 'direct');
+
+  const failed: FailedRequirement[] = [];
+  const candidates = acl.policyIndex.candidates(host);
+  const n = candidates ? candidates.length : acl.policies.length;
+  for (let k = 0; k < n; k++) {
+    const p = acl.policies[candidates ? candidates[k] : k];
+    const w = p.whenFn ? p.whenFn(routed) : T;
+    if (w === F) continue;
+    const restrictive = p.action === 'deny';
+    if (w === U && !restrictive) {
+      // An allow/redirect that cannot be proven does not apply.
+      if (p.when) failed.push(failure(p, 'when', p.when, routed, missing));
+      continue;
+    }
+    const r = p.requireFn ? p.requireFn(routed) : T;
+    if (r === F || (r === U && !restrictive)) {
+      if (p.require) failed.push(failure(p, 'require', p.require, routed, missing));
+      continue;
+    }
+    // Decided. For a deny over unknowns, name what was missing.
+    let unknownNote = '';
+    if (w === U || r === U) {
+      const m = new Set<string>();
+      if (w === U && p.when) trace(p.when.expr, routed, [], m);
+      if (r === U && p.require) trace(p.require.expr, routed, [], m);
+      for (const a of m) missing.add(a);
+      unknownNote = ` (its conditions could not be ruled out: missing ${[...m].sort().join(', ')})`;
+    }
+    const d: Decision = {
+      action: p.action,
+      policy: p.name,
+      routes,
+      backends,
+      local,
+      tags: p.tags,
+      failed,
+      missing: [...missing].sort(),
+      reason: `${p.action === 'allow' ? 'allowed' : p.action === 'deny' ? 'denied' : 'redirected'} by policy ${p.name}${unknownNote}`,
+    };
+    if (p.redirect !== undefined) d.redirect = p.redirect;
+    if (p.explainTemplate !== undefined) d.explainTemplate = p.explainTemplate;
+    return d;
+  }
+  return {
+    action: 'deny',
+    policy: null,
+    routes,
+    backends,
+    local,
+    tags: [],
+    failed,
+    missing: [...missing].sort(),
+    reason: 'no policy matched',
+  };
+}

@@ -1,0 +1,53 @@
+// `portail check-acl-syntax [--config FILE] [--json] ACL_FILE` (SPEC 2): exit 0 when
+// valid (warnings are printed), 1 with every diagnostic otherwise.
+
+import type { Diagnostic } from '../../acl-lang/index.js';
+import { formatDiagnostics, loadAclFile } from '../../acl-lang/index.js';
+import { ConfigError, formatConfigError, loadConfig } from '../config/load.js';
+
+export async function runCheckAclSyntax(
+  aclFile: string,
+  opts: { config?: string; json?: boolean },
+): Promise<number> {
+  let backends: Set<string> | null = null;
+  if (opts.config) {
+    try {
+      const config = await loadConfig(opts.config);
+      backends = new Set(Object.keys(config.backends));
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        if (opts.json)
+          console.log(JSON.stringify({ valid: false, config_error: formatConfigError(err) }));
+        else console.error(formatConfigError(err));
+        return 1;
+      }
+      throw err;
+    }
+  }
+  const result = await loadAclFile(aclFile, { backends });
+  const errors = result.diagnostics.filter((d) => d.severity === 'error');
+  const valid = errors.length === 0;
+  if (opts.json) {
+    const out = {
+      valid,
+      file: aclFile,
+      policies: result.acl?.policies.length ?? 0,
+      routes: result.acl?.routes.length ?? 0,
+      diagnostics: result.diagnostics.map((d: Diagnostic) => ({ ...d })),
+    };
+    console.log(JSON.stringify(out, null, 2));
+  } else {
+    if (result.diagnostics.length) console.error(formatDiagnostics(result.diagnostics));
+    if (valid) {
+      const n = result.acl?.policies.length ?? 0;
+      const r = result.acl?.routes.length ?? 0;
+      const note = backends === null ? ' (backend names not checked: no --config given)' : '';
+      console.log(
+        `${aclFile}: OK, ${n} ${n === 1 ? 'policy' : 'policies'}, ${r} ${r === 1 ? 'route' : 'routes'}${note}`,
+      );
+    } else {
+      console.error(`${aclFile}: ${errors.length} ${errors.length === 1 ? 'error' : 'errors'}`);
+    }
+  }
+  return valid ? 0 : 1;
+}
