@@ -1,10 +1,8 @@
 // The AST produced by grammar.peggy. Values are raw text; the checker validates them.
 
-/** Source position: 1-based line/column of the start, offsets into the file. */
+/** Source position: offsets into the file (line/column computed on demand). */
 export interface Loc {
   offset: number;
-  line: number;
-  column: number;
   endOffset: number;
 }
 

@@ -14,7 +14,7 @@ import type {
   SetItem,
   StringLit,
 } from './ast.js';
-import { makeDiagnostic, spanOf } from './diagnostics.js';
+import { LineIndex, makeDiagnostic } from './diagnostics.js';
 import type { HClause, HCmp, HExpr, Hir, HOperand, HPolicy, HRoute } from './hir.js';
 import type { ListEntry } from './lists.js';
 import { normalizeHost } from './normalize.js';
@@ -76,6 +76,68 @@ export function listFilesOf(ast: AclFile, baseDir: string): string[] {
   return [...out];
 }
 
+/** Accumulates set entries for one attribute type; `add` returns a problem or null. */
+interface SetBuilder {
+  add(value: string, kind: SetItem['type']): string | null;
+  readonly result: HOperand;
+  readonly want: string;
+}
+
+function adderFor(type: AttrType | undefined): SetBuilder {
+  switch (type) {
+    case 'hostname': {
+      const set = new HostSet();
+      return {
+        add: (v, kind) =>
+          kind !== 'string' ? 'not a string' : set.add(v) ? null : 'invalid hostname pattern',
+        result: { k: 'hostset', set },
+        want: 'a hostname, ".suffix" or "*.suffix"',
+      };
+    }
+    case 'ip': {
+      const set = new CidrSet();
+      return {
+        add: (v, kind) =>
+          kind !== 'string' ? 'not a string' : set.add(v) ? null : 'invalid IP address or CIDR',
+        result: { k: 'cidrset', set },
+        want: 'an IP address or a CIDR such as "10.0.0.0/8"',
+      };
+    }
+    case 'number':
+    case 'duration': {
+      const set = new Set<number>();
+      return {
+        add: (v, kind) => {
+          if ((kind === 'int' || kind === 'string') && /^-?\d{1,16}$/.test(v)) set.add(Number(v));
+          else if (
+            type === 'duration' &&
+            (kind === 'duration' || kind === 'string') &&
+            /^\d+(ms|wk|s|m|h|d|w)$/.test(v)
+          ) {
+            set.add(durationSeconds(v));
+          } else return type === 'number' ? 'not an integer' : 'not a duration';
+          return null;
+        },
+        result: { k: 'numset', set },
+        want: type === 'number' ? 'an integer' : 'a duration such as 2wk',
+      };
+    }
+    default: {
+      // string, list, or an attribute unknown at load time: exact string membership.
+      const set = new Set<string>();
+      return {
+        add: (v, kind) => {
+          if (kind !== 'string' && type !== undefined) return 'not a string';
+          set.add(v);
+          return null;
+        },
+        result: { k: 'strset', set },
+        want: 'a string',
+      };
+    }
+  }
+}
+
 const TYPE_NAMES: Record<AttrType, string> = {
   string: 'a string',
   number: 'a number',
@@ -93,9 +155,15 @@ export function checkAcl(
   opts: CheckOptions,
 ): CheckResult {
   const diagnostics: Diagnostic[] = [];
+  let lines: LineIndex | undefined;
+  const lineIndex = () => {
+    lines ??= new LineIndex(source);
+    return lines;
+  };
+  const lineOf = (loc: Loc) => lineIndex().position(loc.offset).line;
   const report = (severity: Severity, loc: Loc, message: string, expected?: string) => {
     diagnostics.push(
-      makeDiagnostic(severity, file, source, spanOf(source, loc), message, expected),
+      makeDiagnostic(severity, file, source, lineIndex().span(loc), message, expected),
     );
   };
   const attributes = new Set<string>();
@@ -143,20 +211,7 @@ export function checkAcl(
 
   /** Builds the set for `in`, typed by the attribute; bad entries are reported. */
   function setOf(type: AttrType | undefined, operand: Operand, attr: string): HOperand | null {
-    let entries: { value: string; kind: SetItem['type']; loc: Loc | null; line: number }[];
-    const fromFile = operand.type === 'file';
-    if (operand.type === 'set') {
-      entries = operand.items.map((i) => ({
-        value: i.type === 'string' ? i.value : i.raw,
-        kind: i.type,
-        loc: i.loc,
-        line: 0,
-      }));
-    } else if (operand.type === 'file') {
-      const list = listEntries(operand);
-      if (!list) return null;
-      entries = list.map((e) => ({ value: e.value, kind: 'string', loc: null, line: e.line }));
-    } else {
+    if (operand.type !== 'set' && operand.type !== 'file') {
       report(
         'error',
         operand.loc,
@@ -165,65 +220,39 @@ export function checkAcl(
       );
       return null;
     }
+    if (type === 'bool') {
+      report('error', operand.loc, `\`in\` cannot apply to ${attr}, which is a boolean`);
+      return null;
+    }
+    const add = adderFor(type);
+    if (operand.type === 'set') {
+      for (const i of operand.items) {
+        const problem = add.add(i.type === 'string' ? i.value : i.raw, i.type);
+        if (problem)
+          report(
+            'error',
+            i.loc,
+            `${problem} in set for ${attr}: ${i.type === 'string' ? `"${i.value}"` : i.raw}`,
+            add.want,
+          );
+      }
+      return add.result;
+    }
+    // A list file: entries are text; a bad line is skipped with a warning (lists are
+    // often generated from outside sources), at most five warnings per file.
+    const list = listEntries(operand);
+    if (!list) return null;
+    const path = resolveListPath(opts.baseDir, operand.path.value);
     let bad = 0;
-    const badEntry = (e: (typeof entries)[number], what: string) => {
-      if (e.loc) report('error', e.loc, `invalid ${what} in set for ${attr}: "${e.value}"`);
-      else if (++bad <= 5 && operand.type === 'file') {
-        const path = resolveListPath(opts.baseDir, operand.path.value);
-        report(
-          'warning',
-          operand.path.loc,
-          `${path}:${e.line}: invalid ${what} "${e.value}" skipped`,
-        );
-      }
-    };
-    const wrongKind = (e: (typeof entries)[number], want: string) => {
-      if (e.loc) report('error', e.loc, `set entry for ${attr} must be ${want}`, want);
-    };
-    switch (type) {
-      case 'hostname': {
-        const set = new HostSet();
-        for (const e of entries) {
-          if (e.kind !== 'string') wrongKind(e, 'a string');
-          else if (!set.add(e.value)) badEntry(e, 'hostname pattern');
-        }
-        return { k: 'hostset', set };
-      }
-      case 'ip': {
-        const set = new CidrSet();
-        for (const e of entries) {
-          if (e.kind !== 'string') wrongKind(e, 'a string');
-          else if (!set.add(e.value)) badEntry(e, 'IP address or CIDR');
-        }
-        return { k: 'cidrset', set };
-      }
-      case 'number':
-      case 'duration': {
-        const set = new Set<number>();
-        for (const e of entries) {
-          if (e.kind === 'int' || (fromFile && /^-?\d+$/.test(e.value))) {
-            const v = e.loc ? intValue(e.value, e.loc) : Number(e.value);
-            if (v !== null) set.add(Number(v));
-          } else if (e.kind === 'duration' && type === 'duration')
-            set.add(durationSeconds(e.value));
-          else if (e.loc) wrongKind(e, type === 'number' ? 'an integer' : 'a duration');
-          else badEntry(e, 'number');
-        }
-        return { k: 'numset', set };
-      }
-      case 'bool':
-        report('error', operand.loc, `\`in\` cannot apply to ${attr}, which is a boolean`);
-        return null;
-      default: {
-        // string, list, or an attribute unknown at load time: exact string membership.
-        const set = new Set<string>();
-        for (const e of entries) {
-          if (e.kind !== 'string' && type !== undefined) wrongKind(e, 'a string');
-          else set.add(e.value);
-        }
-        return { k: 'strset', set };
+    for (const e of list) {
+      const problem = add.add(e.value, 'string');
+      if (problem && ++bad <= 5) {
+        report('warning', operand.path.loc, `${path}:${e.line}: ${problem} "${e.value}" skipped`);
       }
     }
+    if (bad > 5)
+      report('warning', operand.path.loc, `${path}: ${bad - 5} more invalid entries skipped`);
+    return add.result;
   }
 
   function describeOperand(o: Operand): string {
@@ -445,7 +474,7 @@ export function checkAcl(
         report(
           'error',
           a.loc,
-          `duplicate \`${a.kind}\` in policy ${b.name} (first at line ${first.line})`,
+          `duplicate \`${a.kind}\` in policy ${b.name} (first at line ${lineOf(first)})`,
         );
         ok = false;
         continue;
@@ -480,7 +509,7 @@ export function checkAcl(
         report(
           'error',
           a.loc,
-          `duplicate \`${a.kind}\` in route ${b.name} (first at line ${first.line})`,
+          `duplicate \`${a.kind}\` in route ${b.name} (first at line ${lineOf(first)})`,
         );
         ok = false;
         continue;
@@ -525,7 +554,7 @@ export function checkAcl(
   for (const b of ast.blocks) {
     const first = names[b.kind].get(b.name);
     if (first)
-      report('error', b.nameLoc, `duplicate ${b.kind} ${b.name} (first at line ${first.line})`);
+      report('error', b.nameLoc, `duplicate ${b.kind} ${b.name} (first at line ${lineOf(first)})`);
     else names[b.kind].set(b.name, b.nameLoc);
     if (b.kind === 'policy') {
       const p = checkPolicy(b);

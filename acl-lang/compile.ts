@@ -4,7 +4,7 @@
 // first-match order stays exactly the file order.
 import type { HCmp, HExpr, Hir, HOperand, HPolicy, HRoute } from './hir.js';
 import { normalizeHost } from './normalize.js';
-import { HostSet, parseIp, sameIp } from './sets.js';
+import { type HostSet, parseIp, sameIp } from './sets.js';
 import type { AclContext, AttrValue } from './types.js';
 
 /** Three-valued logic: false, true, unknown (SPEC 5.3). */
@@ -260,9 +260,15 @@ function compileCmp(c: HCmp): Test {
 
 // ---- host index -------------------------------------------------------------------
 
-/** Hostname constraints that are necessary for an expression to be true or unknown. */
+/**
+ * Hostname constraints that are necessary for an expression to be true or unknown:
+ * exact names, domain suffixes, and large sets kept whole (tested once each).
+ */
 interface HostKeys {
-  sets: HostSet[];
+  exact: string[];
+  withApex: string[];
+  subOnly: string[];
+  big: HostSet[];
 }
 
 const SMALL_SET = 256;
@@ -274,40 +280,51 @@ const SMALL_SET = 256;
  */
 function hostKeysOf(e: HExpr): HostKeys | null {
   switch (e.kind) {
-    case 'cmp':
+    case 'cmp': {
       if (e.attr !== 'host' || e.type !== 'hostname') return null;
       if (e.op === '==' && e.operand.k === 'str') {
-        const s = new HostSet();
-        s.exact.add(e.operand.v);
-        return { sets: [s] };
+        return { exact: [e.operand.v], withApex: [], subOnly: [], big: [] };
       }
-      if (e.op === 'in' && e.operand.k === 'hostset') return { sets: [e.operand.set] };
-      return null;
+      if (e.op !== 'in' || e.operand.k !== 'hostset') return null;
+      const set = e.operand.set;
+      if (set.size > SMALL_SET) return { exact: [], withApex: [], subOnly: [], big: [set] };
+      return {
+        exact: [...set.exact],
+        withApex: [...set.withApex],
+        subOnly: [...set.subOnly],
+        big: [],
+      };
+    }
     case 'and': {
       // Any keyed conjunct is a necessary condition; prefer the most selective one.
       let best: HostKeys | null = null;
       for (const i of e.items) {
         const k = hostKeysOf(i);
-        if (k && (!best || size(k) < size(best))) best = k;
+        if (k && (!best || weight(k) < weight(best))) best = k;
       }
       return best;
     }
     case 'or': {
-      const sets: HostSet[] = [];
+      const all: HostKeys = { exact: [], withApex: [], subOnly: [], big: [] };
       for (const i of e.items) {
         const k = hostKeysOf(i);
         if (!k) return null;
-        sets.push(...k.sets);
+        all.exact.push(...k.exact);
+        all.withApex.push(...k.withApex);
+        all.subOnly.push(...k.subOnly);
+        all.big.push(...k.big);
       }
-      return { sets };
+      return all;
     }
     case 'not':
       return null;
   }
 }
 
-function size(k: HostKeys): number {
-  return k.sets.reduce((n, s) => n + s.size, 0);
+function weight(k: HostKeys): number {
+  return (
+    k.exact.length + k.withApex.length + k.subOnly.length + k.big.reduce((n, s) => n + s.size, 0)
+  );
 }
 
 /**
@@ -331,15 +348,10 @@ export class HostIndex {
         this.always.push(index);
         return;
       }
-      for (const set of keys.sets) {
-        if (set.size > SMALL_SET) {
-          this.big.push({ set, index });
-          continue;
-        }
-        for (const h of set.exact) push(this.exact, h, index);
-        for (const h of set.withApex) push(this.withApex, h, index);
-        for (const h of set.subOnly) push(this.subOnly, h, index);
-      }
+      for (const set of keys.big) this.big.push({ set, index });
+      for (const h of keys.exact) push(this.exact, h, index);
+      for (const h of keys.withApex) push(this.withApex, h, index);
+      for (const h of keys.subOnly) push(this.subOnly, h, index);
     });
   }
 

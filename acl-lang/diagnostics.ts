@@ -20,15 +20,32 @@ export function sourceLineAt(source: string, line: number): string {
   return source.slice(start, end < 0 ? source.length : end).replace(/\r$/, '');
 }
 
-/** Span of the text between two offsets, clipped to the first line. */
-export function spanOf(
-  source: string,
-  loc: { line: number; column: number; offset: number; endOffset: number },
-): Span {
-  const text = source.slice(loc.offset, Math.max(loc.endOffset, loc.offset + 1));
-  const nl = text.indexOf('\n');
-  const length = Math.max(1, nl < 0 ? text.length : nl);
-  return { line: loc.line, column: loc.column, length };
+/** Offset → 1-based line and column, by binary search over line starts. */
+export class LineIndex {
+  private readonly starts: number[] = [0];
+  constructor(private readonly source: string) {
+    for (let i = source.indexOf('\n'); i >= 0; i = source.indexOf('\n', i + 1))
+      this.starts.push(i + 1);
+  }
+
+  position(offset: number): { line: number; column: number } {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: offset - this.starts[lo] + 1 };
+  }
+
+  /** Span of the text between two offsets, clipped to its first line. */
+  span(loc: { offset: number; endOffset: number }): Span {
+    const text = this.source.slice(loc.offset, Math.max(loc.endOffset, loc.offset + 1));
+    const nl = text.indexOf('\n');
+    const length = Math.max(1, nl < 0 ? text.length : nl);
+    return { ...this.position(loc.offset), length };
+  }
 }
 
 export function makeDiagnostic(
