@@ -1,0 +1,23 @@
+// Human-readable explanation of a decision: the deciding policy and every recorded
+// failed requirement with the actual values seen (SPEC 5.6). Redaction is the caller's
+// business (the explain ACL decides how much of this a user may see).
+import type { AttrValue, Decision } from './types.js';
+
+export function formatValue(v: AttrValue | undefined): string {
+  if (v === undefined) return 'missing';
+  if (Array.isArray(v)) return `[${v.map((s) => JSON.stringify(s)).join(', ')}]`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  return String(v);
+}
+
+export function formatExplanation(d: Decision): string {
+  const lines = [d.reason];
+  for (const f of d.failed) {
+    lines.push(`  policy ${f.policy}: ${f.clause} ${f.expression} — ${f.result}`);
+    for (const c of f.comparisons) {
+      lines.push(`    ${c.text}: ${c.result} (${c.attribute} = ${formatValue(c.actual)})`);
+    }
+  }
+  if (d.missing.length) lines.push(`  missing attributes: ${d.missing.join(', ')}`);
+  return lines.join('\n');
+}
