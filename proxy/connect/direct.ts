@@ -1,0 +1,218 @@
+// The direct exit: resolve (unless the ACL already did), then Happy Eyeballs
+// (RFC 8305) over the addresses, first connected socket wins.
+//
+// DNS-rebinding safety: when the pipeline passes `addresses` (the ones the ACL saw as
+// dst.ip), we connect to those and only those, never resolving the name again.
+import net from 'node:net';
+import { ConnectError, type Target } from '../types.js';
+import { abortError } from './abort.js';
+import { canonicalIp, happyEyeballsOrder } from './address-order.js';
+import type { Resolver } from './resolver.js';
+
+/** RFC 8305 "Connection Attempt Delay": the next address is tried after this, or as soon as the previous attempt fails. */
+export const CONNECTION_ATTEMPT_DELAY_MS = 250;
+
+export interface DirectConnectorOptions {
+  resolver: Resolver;
+  /** Per attempt (config `connect-timeout`). */
+  connectTimeoutMs: number;
+  /** Source address for outbound connections (config `outgoing-address`). */
+  outgoingAddress?: string;
+  tcpNoDelay: boolean;
+}
+
+export interface DirectConnectOptions {
+  /** Overall abort (client gone, pipeline deadline): every attempt is destroyed. */
+  signal?: AbortSignal;
+  /** Already-resolved addresses the ACL checked: connect only to these. */
+  addresses?: string[];
+}
+
+export interface DirectConnector {
+  connect(target: Target, opts?: DirectConnectOptions): Promise<net.Socket>;
+}
+
+export function createDirectConnector(options: DirectConnectorOptions): DirectConnector {
+  const { resolver, connectTimeoutMs, tcpNoDelay } = options;
+  if (!(connectTimeoutMs > 0))
+    throw new TypeError('connect timeout must be a positive number of milliseconds');
+  let localAddress: string | undefined;
+  if (options.outgoingAddress !== undefined) {
+    const canonical = canonicalIp(options.outgoingAddress);
+    if (canonical === null)
+      throw new TypeError(`outgoing-address "${options.outgoingAddress}" is not an IP address`);
+    localAddress = canonical;
+  }
+  const localFamily = localAddress === undefined ? 0 : net.isIP(localAddress);
+
+  return {
+    async connect(target, opts = {}) {
+      const { signal } = opts;
+      const label = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+      if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
+        throw new ConnectError('internal', `invalid destination port in ${label}`);
+      }
+      if (signal?.aborted) throw abortError(signal, `connect to ${label}`);
+      let addresses: string[];
+      if (opts.addresses !== undefined) {
+        addresses = opts.addresses
+          .map((a) => canonicalIp(a))
+          .filter((a): a is string => a !== null);
+        if (addresses.length === 0)
+          throw new ConnectError('dns', `no address to connect to for ${label}`);
+      } else {
+        addresses = await resolver.lookup(target.host, signal);
+      }
+      addresses = happyEyeballsOrder(addresses);
+      if (localFamily !== 0) {
+        // A socket bound to an IPv4 source cannot reach an IPv6 destination, and vice versa.
+        addresses = addresses.filter((a) => net.isIP(a) === localFamily);
+        if (addresses.length === 0) {
+          throw new ConnectError(
+            'unreachable',
+            `${label} has no IPv${localFamily} address (outgoing-address is ${localAddress})`,
+          );
+        }
+      }
+      return race(addresses, target, label, { connectTimeoutMs, localAddress, tcpNoDelay, signal });
+    },
+  };
+}
+
+interface RaceOptions {
+  connectTimeoutMs: number;
+  localAddress: string | undefined;
+  tcpNoDelay: boolean;
+  signal: AbortSignal | undefined;
+}
+
+/** Staggered connection attempts; resolves with the first connected socket, destroys the others. */
+function race(
+  addresses: string[],
+  target: Target,
+  label: string,
+  o: RaceOptions,
+): Promise<net.Socket> {
+  const literal = canonicalIp(target.host);
+  return new Promise((resolve, reject) => {
+    const attempts = new Map<net.Socket, { timer: NodeJS.Timeout; cleanup: () => void }>();
+    const failures: ConnectError[] = [];
+    let next = 0;
+    let stagger: NodeJS.Timeout | undefined;
+    let settled = false;
+
+    const onAbort = () => settle(abortError(o.signal as AbortSignal, `connect to ${label}`));
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+
+    function settle(err: ConnectError | null, winner?: net.Socket) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(stagger);
+      o.signal?.removeEventListener('abort', onAbort);
+      for (const [sock, a] of attempts) {
+        clearTimeout(a.timer);
+        a.cleanup();
+        if (sock !== winner) sock.destroy();
+      }
+      attempts.clear();
+      if (winner) resolve(winner);
+      else reject(err);
+    }
+
+    function failed(sock: net.Socket, err: ConnectError) {
+      const a = attempts.get(sock);
+      if (!a || settled) return;
+      clearTimeout(a.timer);
+      a.cleanup();
+      attempts.delete(sock);
+      sock.destroy();
+      failures.push(err);
+      if (next < addresses.length) startNext();
+      else if (attempts.size === 0) settle(mostTelling(failures, addresses.length));
+    }
+
+    function startNext() {
+      clearTimeout(stagger);
+      const address = addresses[next++];
+      const where = address === literal ? label : `${label} via ${address}`;
+      let sock: net.Socket;
+      try {
+        sock = net.connect({
+          host: address,
+          port: target.port,
+          localAddress: o.localAddress,
+          noDelay: o.tcpNoDelay,
+        });
+      } catch (err) {
+        failures.push(classify(err, where));
+        if (next < addresses.length) startNext();
+        else if (attempts.size === 0) settle(mostTelling(failures, addresses.length));
+        return;
+      }
+      const onConnect = () => {
+        sock.setNoDelay(o.tcpNoDelay);
+        settle(null, sock);
+      };
+      const onError = (err: Error) => failed(sock, classify(err, where));
+      sock.once('connect', onConnect);
+      sock.on('error', onError);
+      const timer = setTimeout(
+        () =>
+          failed(
+            sock,
+            new ConnectError(
+              'timeout',
+              `connect to ${where} timed out after ${o.connectTimeoutMs} ms`,
+            ),
+          ),
+        o.connectTimeoutMs,
+      );
+      attempts.set(sock, {
+        timer,
+        cleanup: () => {
+          sock.removeListener('connect', onConnect);
+          sock.removeListener('error', onError);
+        },
+      });
+      if (next < addresses.length) stagger = setTimeout(startNext, CONNECTION_ATTEMPT_DELAY_MS);
+    }
+
+    startNext();
+  });
+}
+
+function classify(err: unknown, where: string): ConnectError {
+  const code = (err as NodeJS.ErrnoException)?.code ?? '';
+  switch (code) {
+    case 'ECONNREFUSED':
+      return new ConnectError('refused', `connect to ${where}: connection refused`);
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EHOSTDOWN':
+    case 'ENETDOWN':
+      return new ConnectError(
+        'unreachable',
+        `connect to ${where}: ${code === 'ENETUNREACH' || code === 'ENETDOWN' ? 'network' : 'host'} unreachable (${code})`,
+      );
+    case 'ETIMEDOUT':
+      return new ConnectError('timeout', `connect to ${where}: timed out (${code})`);
+    case 'EADDRNOTAVAIL':
+      return new ConnectError(
+        'internal',
+        `connect to ${where}: source address not available (${code}; check outgoing-address)`,
+      );
+    default:
+      return new ConnectError(
+        'internal',
+        `connect to ${where}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+  }
+}
+
+/** With every attempt failed, report the most informative failure: refused > timeout > unreachable > other. */
+function mostTelling(failures: ConnectError[], tried: number): ConnectError {
+  const rank = { refused: 4, timeout: 3, unreachable: 2 } as Record<string, number>;
+  const best = failures.reduce((a, b) => ((rank[b.reason] ?? 0) > (rank[a.reason] ?? 0) ? b : a));
+  if (tried < 2) return best;
+  return new ConnectError(best.reason, `${best.message} (${tried} addresses tried)`);
+}
