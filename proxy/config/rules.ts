@@ -1,0 +1,143 @@
+// Rules that tie several keys together (SPEC section 3). They read the raw TOML document,
+// defensively, so that they are reported together with the per-key errors: a user
+// fixing a file sees every problem at once.
+
+export interface RuleIssue {
+  path: (string | number)[];
+  message: string;
+  severity: 'error' | 'warning';
+}
+
+type Table = Record<string, unknown>;
+
+export function isTable(v: unknown): v is Table {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+const has = (t: Table | undefined, key: string): boolean =>
+  t !== undefined && Object.hasOwn(t, key) && t[key] !== undefined;
+
+const BACKEND_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const SSH_ONLY = ['user', 'identity-file', 'agent', 'known-hosts'] as const;
+
+export function crossFieldIssues(doc: Table): RuleIssue[] {
+  const issues: RuleIssue[] = [];
+  const error = (path: (string | number)[], message: string) =>
+    issues.push({ path, message, severity: 'error' });
+  const warning = (path: (string | number)[], message: string) =>
+    issues.push({ path, message, severity: 'warning' });
+
+  const listener = isTable(doc.listener) ? doc.listener : undefined;
+  if (listener) {
+    const key = has(listener, 'tls-privkey');
+    const chain = has(listener, 'tls-chain');
+    if (key && !chain) {
+      error(['listener', 'tls-privkey'], 'needs tls-chain too (the certificate chain of this key)');
+    }
+    if (chain && !key) {
+      error(
+        ['listener', 'tls-chain'],
+        'needs tls-privkey too (the private key of this certificate)',
+      );
+    }
+    if (has(listener, 'cacert-file') && !(key && chain)) {
+      error(
+        ['listener', 'cacert-file'],
+        'client certificates can only be required on a TLS listener: set tls-privkey and tls-chain too (trust anchors for backends go in [escaper] cacert-file)',
+      );
+    }
+    if (listener['require-tls'] === true && !(key && chain)) {
+      error(['listener', 'require-tls'], 'needs a TLS listener: set tls-privkey and tls-chain');
+    }
+  }
+
+  const escaper = isTable(doc.escaper) ? doc.escaper : undefined;
+  const escKey = has(escaper, 'tls-privkey');
+  const escCert = has(escaper, 'tls-certificate');
+  const pkcs11 = has(escaper, 'pkcs11-uri');
+  if (escaper) {
+    if (escKey && pkcs11) {
+      error(
+        ['escaper', 'pkcs11-uri'],
+        'set either tls-privkey or pkcs11-uri, not both (where is the private key?)',
+      );
+    } else if (escKey && !escCert) {
+      error(['escaper', 'tls-privkey'], 'needs tls-certificate too (the certificate of this key)');
+    } else if (escCert && !escKey && !pkcs11) {
+      error(
+        ['escaper', 'tls-certificate'],
+        'needs tls-privkey or pkcs11-uri (where its private key is)',
+      );
+    }
+    if (has(escaper, 'pkcs11-module') && !pkcs11) {
+      error(['escaper', 'pkcs11-module'], 'is only used with pkcs11-uri');
+    }
+    const uri = escaper['pkcs11-uri'];
+    if (typeof uri === 'string' && uri !== '' && !uri.startsWith('pkcs11:')) {
+      error(
+        ['escaper', 'pkcs11-uri'],
+        'must start with "pkcs11:" (RFC 7512), e.g. "pkcs11:token=dev;object=devkey"',
+      );
+    }
+  }
+  const hasIdentity = (escKey && escCert && !pkcs11) || (pkcs11 && !escKey);
+
+  const backends = isTable(doc.backends) ? doc.backends : undefined;
+  for (const [name, b] of Object.entries(backends ?? {})) {
+    const at = ['backends', name];
+    if (name === 'direct') {
+      error(
+        at,
+        'the backend name "direct" is reserved (it means a direct exit in an ACL `use` list)',
+      );
+    } else if (!BACKEND_NAME.test(name)) {
+      error(
+        at,
+        'invalid backend name: use letters, digits, "_", "-" and "." (first a letter or a digit, at most 128)',
+      );
+    }
+    if (!isTable(b)) continue;
+    if (!has(b, 'target-address') && b.dynamic !== true) {
+      error(at, 'target-address is required (or dynamic = true, for an address set at run time)');
+    }
+    if (b.type === 'ssh') {
+      if (!has(b, 'user')) error(at, 'type = "ssh" requires user');
+      if (!has(b, 'known-hosts')) {
+        error(at, 'type = "ssh" requires known-hosts (the server host key must be verified)');
+      }
+      if (!has(b, 'identity-file') && b.agent !== true) {
+        error(at, 'type = "ssh" requires identity-file or agent = true');
+      }
+    } else {
+      for (const k of SSH_ONLY) {
+        if (has(b, k)) error([...at, k], 'is only valid with type = "ssh"');
+      }
+    }
+    if (b['identity-aware'] === true && !hasIdentity) {
+      error(
+        [...at, 'identity-aware'],
+        'needs a client identity: set [escaper] tls-privkey and tls-certificate, or pkcs11-uri',
+      );
+    }
+    if (has(b, 'tls-server-name') && b['identity-aware'] !== true) {
+      warning([...at, 'tls-server-name'], 'has no effect without identity-aware = true');
+    }
+  }
+
+  const def = doc['default-backend'];
+  if (typeof def === 'string' && def !== '') {
+    const names = Object.keys(backends ?? {});
+    if (def === 'direct') {
+      error(
+        ['default-backend'],
+        '"direct" is not a backend: leave default-backend out for a direct exit',
+      );
+    } else if (!names.includes(def)) {
+      const known = names.length
+        ? `configured: ${names.map((n) => `"${n}"`).join(', ')}`
+        : 'no backends are configured';
+      error(['default-backend'], `"${def}" is not a configured backend (${known})`);
+    }
+  }
+  return issues;
+}
