@@ -1,0 +1,309 @@
+// The request context the ACL evaluates (SPEC 5.5). Facts the front-end already knows
+// cost nothing; attributes that need I/O (DNS for dst.ip, the socket table for
+// client.uid/user/process.*) are fetched by prepare() only when a rule names them,
+// concurrently, and a failed lookup is simply a missing attribute.
+import type { AclContext, AttrType, AttrValue } from '../../acl-lang/types.js';
+import { canonicalIp } from '../connect/address-order.js';
+import type { Resolver } from '../connect/resolver.js';
+import {
+  type CertFacts,
+  type ClientFacts,
+  ConnectError,
+  type HttpFacts,
+  type ProxyCommand,
+  type ProxyProtocol,
+  type Target,
+} from '../types.js';
+import {
+  isLoopback,
+  type ProcessInfo,
+  type SocketOwner,
+  type SocketTable,
+} from './socket-table.js';
+
+export interface RequestFacts {
+  target: Target;
+  protocol: ProxyProtocol;
+  cmd: ProxyCommand;
+  client: ClientFacts;
+  http?: HttpFacts;
+  cert?: CertFacts;
+}
+
+export interface ContextServices {
+  resolver: Resolver;
+  now(): Date;
+  socketTable: SocketTable;
+  /** IANA zone for time.*; absent = the process's local time. */
+  timeZone?: string;
+}
+
+/** Attributes this provider computes, with their types (a subset of acl-lang's KNOWN_ATTRIBUTES). */
+export const PROVIDED_ATTRIBUTES: ReadonlyMap<string, AttrType> = new Map<string, AttrType>([
+  ['host', 'hostname'],
+  ['port', 'number'],
+  ['dst.ip', 'ip'],
+  ['proxy.protocol', 'string'],
+  ['proxy.cmd', 'string'],
+  ['method', 'string'],
+  ['scheme', 'string'],
+  ['path', 'string'],
+  ['query', 'string'],
+  ['client.ip', 'ip'],
+  ['client.port', 'number'],
+  ['client.auth', 'string'],
+  ['client.uid', 'number'],
+  ['client.user', 'string'],
+  ['client.process.exe', 'string'],
+  ['client.process.name', 'string'],
+  ['client.cert.subject.cn', 'string'],
+  ['client.cert.san', 'list'],
+  ['client.cert.fingerprint', 'string'],
+  ['time.hour', 'number'],
+  ['time.weekday', 'string'],
+]);
+
+const OWNER_ATTRS = ['client.uid', 'client.user', 'client.process.exe', 'client.process.name'];
+const PROCESS_ATTRS = ['client.process.exe', 'client.process.name'];
+const TIME_ATTRS = ['time.hour', 'time.weekday'];
+
+export class RequestContext implements AclContext {
+  /** Attributes known without I/O, computed once at construction. */
+  private readonly facts = new Map<string, AttrValue>();
+  /** Attributes fetched by prepare() (or the clock), in the order they were computed. */
+  private readonly computed = new Map<string, AttrValue>();
+  private dns?: Promise<void>;
+  private ownerLookup?: Promise<SocketOwner | undefined>;
+  private processLookup?: Promise<void>;
+  private userLookup?: Promise<void>;
+  private addresses?: string[];
+  private dnsFailure?: ConnectError;
+  private clockFailed = false;
+
+  constructor(
+    private readonly request: RequestFacts,
+    private readonly services: ContextServices,
+  ) {
+    const { target, protocol, cmd, client, http, cert } = request;
+    const set = (name: string, v: AttrValue | undefined) => {
+      if (v !== undefined) this.facts.set(name, v);
+    };
+    set('host', target.host);
+    set('port', target.port);
+    set('proxy.protocol', protocol);
+    set('proxy.cmd', cmd);
+    // Only a plain forwarded request has these (SPEC 5.3: missing otherwise).
+    if (cmd === 'forward' && http) {
+      set('method', http.method);
+      set('scheme', http.scheme);
+      set('path', http.path);
+      set('query', http.query);
+    }
+    set('client.ip', canonicalIp(client.ip) ?? undefined);
+    set('client.port', client.port);
+    set('client.auth', client.auth);
+    if (cert) {
+      set('client.cert.subject.cn', cert.subjectCn);
+      set('client.cert.san', cert.san ? [...cert.san] : undefined);
+      set('client.cert.fingerprint', cert.fingerprint);
+    }
+    // An IP literal is its own dst.ip: no DNS, nothing to rebind.
+    const literal = canonicalIp(target.host);
+    if (literal !== null) {
+      this.addresses = [literal];
+      set('dst.ip', literal);
+    }
+  }
+
+  /**
+   * Resolves, concurrently, the I/O-backed attributes among `names`; the others cost
+   * nothing. Idempotent and safe to call again with more names. Never throws.
+   */
+  async prepare(names: ReadonlySet<string>, signal?: AbortSignal): Promise<void> {
+    const work: Promise<unknown>[] = [];
+    if (names.has('dst.ip') && !this.facts.has('dst.ip')) {
+      this.dns ??= this.resolve(signal);
+      work.push(this.dns);
+    }
+    const wantsOwner = OWNER_ATTRS.some((n) => names.has(n));
+    if (wantsOwner && isLoopback(this.request.client.ip)) {
+      if (names.has('client.user')) {
+        this.userLookup ??= this.lookupUser();
+        work.push(this.userLookup);
+      }
+      if (PROCESS_ATTRS.some((n) => names.has(n))) {
+        this.processLookup ??= this.lookupProcess();
+        work.push(this.processLookup);
+      }
+      work.push(this.owner());
+    }
+    if (TIME_ATTRS.some((n) => names.has(n))) this.clock();
+    await Promise.all(work.map((p) => p.catch(() => undefined)));
+  }
+
+  get(name: string): AttrValue | undefined {
+    const fact = this.facts.get(name);
+    if (fact !== undefined) return fact;
+    if (name === 'time.hour' || name === 'time.weekday') this.clock();
+    return this.computed.get(name);
+  }
+
+  /** Addresses resolved for dst.ip (to be passed to the connector), if any. */
+  get resolvedAddresses(): string[] | undefined {
+    return this.addresses ? [...this.addresses] : undefined;
+  }
+
+  /** Why dst.ip is missing, when DNS failed during prepare() (for the wire answer and the audit). */
+  get dnsError(): ConnectError | undefined {
+    return this.dnsFailure;
+  }
+
+  /** Plain record of every attribute computed so far (audit; re-evaluation on reload). */
+  snapshot(): Record<string, AttrValue> {
+    const out: Record<string, AttrValue> = {};
+    for (const [k, v] of this.facts) out[k] = Array.isArray(v) ? [...v] : v;
+    for (const [k, v] of this.computed) out[k] = Array.isArray(v) ? [...v] : v;
+    return out;
+  }
+
+  /**
+   * A context replaying a snapshot (re-evaluation of a live relay on reload). With
+   * `clock`, time.* are taken from it (the rules apply at the time of the reload),
+   * otherwise from the snapshot.
+   */
+  static fromSnapshot(
+    values: Record<string, AttrValue>,
+    clock?: { now(): Date; timeZone?: string },
+  ): AclContext {
+    const frozen = new Map<string, AttrValue>(Object.entries(values));
+    let time: { hour: number; weekday: string } | null | undefined;
+    return {
+      get(name) {
+        if (clock && (name === 'time.hour' || name === 'time.weekday')) {
+          time ??= localTime(clock.now(), clock.timeZone);
+          if (time === null) return undefined;
+          return name === 'time.hour' ? time.hour : time.weekday;
+        }
+        return frozen.get(name);
+      },
+    };
+  }
+
+  /**
+   * A view of this context in which dst.ip is `ip`: lets the pipeline check each
+   * resolved address against the ACL (the ACL itself only sees the first one) and
+   * pass the connector only those that are allowed.
+   */
+  withDstIp(ip: string): AclContext {
+    const canonical = canonicalIp(ip) ?? ip;
+    return { get: (name) => (name === 'dst.ip' ? canonical : this.get(name)) };
+  }
+
+  // ---------------------------------------------------------------------------
+
+  private async resolve(signal?: AbortSignal): Promise<void> {
+    try {
+      const all = await this.services.resolver.lookup(this.request.target.host, signal);
+      if (all.length === 0) return;
+      this.addresses = all;
+      this.computed.set('dst.ip', all[0]);
+    } catch (err) {
+      this.dnsFailure =
+        err instanceof ConnectError
+          ? err
+          : new ConnectError('dns', `cannot resolve ${this.request.target.host}`);
+    }
+  }
+
+  private owner(): Promise<SocketOwner | undefined> {
+    this.ownerLookup ??= (async () => {
+      const { client } = this.request;
+      const found = await this.services.socketTable.owner({
+        ip: client.ip,
+        port: client.port,
+        localIp: client.localIp,
+        localPort: client.localPort,
+      });
+      if (found) this.computed.set('client.uid', found.uid);
+      return found;
+    })().catch(() => undefined);
+    return this.ownerLookup;
+  }
+
+  private async lookupUser(): Promise<void> {
+    const owner = await this.owner();
+    if (!owner) return;
+    const name = await this.services.socketTable.userName(owner.uid);
+    if (name !== undefined) this.computed.set('client.user', name);
+  }
+
+  private async lookupProcess(): Promise<void> {
+    const owner = await this.owner();
+    if (!owner) return;
+    const p: ProcessInfo | undefined = await this.services.socketTable.process(
+      owner.inode,
+      owner.uid,
+    );
+    if (p?.exe !== undefined) this.computed.set('client.process.exe', p.exe);
+    if (p?.name !== undefined) this.computed.set('client.process.name', p.name);
+  }
+
+  /** The clock is read once per request, so that time.hour and time.weekday agree. */
+  private clock(): void {
+    if (this.computed.has('time.hour') || this.clockFailed) return;
+    const t = localTime(this.services.now(), this.services.timeZone);
+    if (t === null) {
+      this.clockFailed = true;
+      return;
+    }
+    this.computed.set('time.hour', t.hour);
+    this.computed.set('time.weekday', t.weekday);
+  }
+}
+
+const WEEKDAYS: Record<string, string> = {
+  Mon: 'mon',
+  Tue: 'tue',
+  Wed: 'wed',
+  Thu: 'thu',
+  Fri: 'fri',
+  Sat: 'sat',
+  Sun: 'sun',
+};
+const BY_DAY_NUMBER = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+const formats = new Map<string, Intl.DateTimeFormat | null>();
+
+/** Hour (0-23) and weekday in `timeZone` (or local time); null for an unknown zone or an invalid date. */
+export function localTime(date: Date, timeZone?: string): { hour: number; weekday: string } | null {
+  if (Number.isNaN(date.getTime())) return null;
+  if (timeZone === undefined) {
+    return { hour: date.getHours(), weekday: BY_DAY_NUMBER[date.getDay()] };
+  }
+  let fmt = formats.get(timeZone);
+  if (fmt === undefined) {
+    try {
+      fmt = new Intl.DateTimeFormat('en-US', {
+        timeZone,
+        hourCycle: 'h23',
+        hour: 'numeric',
+        weekday: 'short',
+      });
+    } catch {
+      fmt = null; // RangeError: unknown time zone
+    }
+    formats.set(timeZone, fmt);
+  }
+  if (fmt === null) return null;
+  let hour: number | undefined;
+  let weekday: string | undefined;
+  for (const part of fmt.formatToParts(date)) {
+    if (part.type === 'hour') hour = Number(part.value) % 24;
+    else if (part.type === 'weekday') weekday = WEEKDAYS[part.value];
+  }
+  return hour === undefined || weekday === undefined ? null : { hour, weekday };
+}
+
+/** True when `timeZone` is an IANA zone this runtime knows (for the config loader). */
+export function isValidTimeZone(timeZone: string): boolean {
+  return localTime(new Date(0), timeZone) !== null;
+}
