@@ -61,7 +61,15 @@ export function createDirectConnector(options: DirectConnectorOptions): DirectCo
         if (addresses.length === 0)
           throw new ConnectError('dns', `no address to connect to for ${label}`);
       } else {
-        addresses = await resolver.lookup(target.host, signal);
+        try {
+          addresses = await resolver.lookup(target.host, signal);
+        } catch (err) {
+          if (err instanceof ConnectError) throw err;
+          throw new ConnectError(
+            'dns',
+            `cannot resolve ${target.host}: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }
       }
       addresses = happyEyeballsOrder(addresses);
       if (localFamily !== 0) {
@@ -112,7 +120,7 @@ function race(
       for (const [sock, a] of attempts) {
         clearTimeout(a.timer);
         a.cleanup();
-        if (sock !== winner) sock.destroy();
+        if (sock !== winner) discard(sock);
       }
       attempts.clear();
       if (winner) resolve(winner);
@@ -125,7 +133,7 @@ function race(
       clearTimeout(a.timer);
       a.cleanup();
       attempts.delete(sock);
-      sock.destroy();
+      discard(sock);
       failures.push(err);
       if (next < addresses.length) startNext();
       else if (attempts.size === 0) settle(mostTelling(failures, addresses.length));
@@ -179,6 +187,12 @@ function race(
 
     startNext();
   });
+}
+
+/** A losing or failed attempt: a late error event must not become an uncaught exception. */
+function discard(sock: net.Socket): void {
+  sock.on('error', () => {});
+  sock.destroy();
 }
 
 function classify(err: unknown, where: string): ConnectError {
