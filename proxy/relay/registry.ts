@@ -1,0 +1,55 @@
+// Open relays (and plain-HTTP forward exchanges), so that a reload can re-evaluate
+// each one and a shutdown can drain them. The registry knows no protocol and no
+// policy: each entry carries an opaque `meta` the pipeline understands.
+import type { CloseReason } from './relay.js';
+
+export interface Closable {
+  close(reason: CloseReason): void;
+}
+
+export class RelayRegistry<M> {
+  private readonly entries = new Map<Closable, M>();
+  private emptyWaiters: Array<() => void> = [];
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  add(item: Closable, meta: M): void {
+    this.entries.set(item, meta);
+  }
+
+  delete(item: Closable): void {
+    if (!this.entries.delete(item)) return;
+    if (this.entries.size === 0) {
+      const waiters = this.emptyWaiters;
+      this.emptyWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** A copy: entries may close (and leave) while the caller iterates. */
+  list(): Array<[Closable, M]> {
+    return [...this.entries];
+  }
+
+  closeAll(reason: CloseReason): void {
+    for (const item of [...this.entries.keys()]) item.close(reason);
+  }
+
+  /** Resolves true once empty, false if `timeoutMs` passed first. */
+  whenEmpty(timeoutMs: number): Promise<boolean> {
+    if (this.entries.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.emptyWaiters = this.emptyWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.emptyWaiters.push(done);
+    });
+  }
+}
