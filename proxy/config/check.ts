@@ -113,15 +113,18 @@ async function privateKey(
   const bytes = await readRegular(at, path, report);
   if (!bytes) return undefined;
   await warnIfWorldReadable(at, path, report);
+  const pem = bytes.toString('latin1');
+  if (
+    pem.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') ||
+    pem.includes('Proc-Type: 4,ENCRYPTED')
+  ) {
+    report(at, `"${path}" is an encrypted private key: a daemon cannot ask for its passphrase`);
+    return undefined;
+  }
   try {
     return createPrivateKey(bytes);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ERR_MISSING_PASSPHRASE') {
-      report(at, `"${path}" is an encrypted private key: portail cannot ask for its passphrase`);
-    } else {
-      report(at, `"${path}" is not a usable private key: ${e.message}`);
-    }
+    report(at, `"${path}" is not a usable private key: ${(err as Error).message}`);
     return undefined;
   }
 }
@@ -266,6 +269,7 @@ export async function checkConfigFiles(
           if (!bytes) return;
           if (!bytes.toString('latin1').includes('PRIVATE KEY-----')) {
             report(at, `"${path}" is not an SSH private key (no "PRIVATE KEY" block)`);
+            return;
           }
           await warnIfWorldReadable(at, path, report);
         }),
