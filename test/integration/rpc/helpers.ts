@@ -20,7 +20,11 @@ import {
   type ReloadResult,
   type StatusInfo,
 } from '../../../rpc/control-api.js';
-import { type ControlServer, type ControlServerOptions, createControlServer } from '../../../rpc/server.js';
+import {
+  type ControlServer,
+  type ControlServerOptions,
+  createControlServer,
+} from '../../../rpc/server.js';
 import { encodeMessage, VarlinkDecoder } from '../../../rpc/varlink-codec.js';
 
 interface FakeBackendEntry {
@@ -33,8 +37,20 @@ export class FakeBackend implements ControlBackend {
   calls: string[] = [];
   defaultBackend: string | null = 'par01';
   backends: FakeBackendEntry[] = [
-    { id: 'par01', dynamic: false, spec: { targetAddress: '127.0.0.1:1081', identityAware: true, tlsServerName: 'gw1.example.com' } },
-    { id: 'squid', dynamic: false, spec: { targetAddress: '127.0.0.1:3128', identityAware: false } },
+    {
+      id: 'par01',
+      dynamic: false,
+      spec: {
+        targetAddress: '127.0.0.1:1081',
+        identityAware: true,
+        tlsServerName: 'gw1.example.com',
+      },
+    },
+    {
+      id: 'squid',
+      dynamic: false,
+      spec: { targetAddress: '127.0.0.1:3128', identityAware: false },
+    },
     { id: 'dyn', dynamic: true },
   ];
   nextReload: ReloadResult = { ok: true, diagnostics: '', aclHash: 'ab'.repeat(32) };
@@ -54,17 +70,55 @@ export class FakeBackend implements ControlBackend {
         clause: 'require',
         expression: 'device.trust_level >= 2',
         result: 'false',
-        comparisons: [{ text: 'device.trust_level >= 2', attribute: 'device.trust_level', seen: '1', result: 'false' }],
+        comparisons: [
+          {
+            text: 'device.trust_level >= 2',
+            attribute: 'device.trust_level',
+            seen: '1',
+            result: 'false',
+          },
+        ],
       },
     ],
     missing: [],
-    explanation: 'denied by policy eng_git\n  policy eng_git: require device.trust_level >= 2 — false',
+    explanation:
+      'denied by policy eng_git\n  policy eng_git: require device.trust_level >= 2 — false',
     redacted: false,
   };
   denials: DenialRecord[] = [
-    { time: new Date('2024-05-01T10:00:00Z'), uid: 1000, user: 'alice', host: 'a.example.com', port: 443, policy: 'deny_all', reason: 'denied by policy deny_all', explanation: 'denied by policy deny_all', protocol: 'socks5', traceId: 't1' },
-    { time: new Date('2024-05-01T10:01:00Z'), uid: 1001, user: 'bob', host: 'b.example.com', port: 80, policy: null, reason: 'no policy matched', explanation: 'no policy matched' },
-    { time: new Date('2024-05-01T10:02:00Z'), uid: 1000, user: 'alice', host: 'c.example.com', port: 22, policy: 'ssh', reason: 'denied by policy ssh', explanation: 'denied by policy ssh', process: '/usr/bin/ssh' },
+    {
+      time: new Date('2024-05-01T10:00:00Z'),
+      uid: 1000,
+      user: 'alice',
+      host: 'a.example.com',
+      port: 443,
+      policy: 'deny_all',
+      reason: 'denied by policy deny_all',
+      explanation: 'denied by policy deny_all',
+      protocol: 'socks5',
+      traceId: 't1',
+    },
+    {
+      time: new Date('2024-05-01T10:01:00Z'),
+      uid: 1001,
+      user: 'bob',
+      host: 'b.example.com',
+      port: 80,
+      policy: null,
+      reason: 'no policy matched',
+      explanation: 'no policy matched',
+    },
+    {
+      time: new Date('2024-05-01T10:02:00Z'),
+      uid: 1000,
+      user: 'alice',
+      host: 'c.example.com',
+      port: 22,
+      policy: 'ssh',
+      reason: 'denied by policy ssh',
+      explanation: 'denied by policy ssh',
+      process: '/usr/bin/ssh',
+    },
   ];
   denialQueries: [number | null, number][] = [];
   throwOnStatus: Error | undefined;
@@ -77,11 +131,20 @@ export class FakeBackend implements ControlBackend {
       { name: 'proxy', address: '127.0.0.1:1080', source: 'bound' },
       { name: 'control', address: '/run/portail/control', source: 'systemd' },
     ],
-    acl: { file: '/etc/portail/filter.acl', hash: 'cd'.repeat(32), loadedAt: new Date('2024-05-01T09:00:00Z'), loaded: true },
+    acl: {
+      file: '/etc/portail/filter.acl',
+      hash: 'cd'.repeat(32),
+      loadedAt: new Date('2024-05-01T09:00:00Z'),
+      loaded: true,
+    },
     explainAcl: null,
     activeConnections: 7,
     defaultBackend: 'par01',
-    lastReload: { ok: false, at: new Date('2024-05-01T09:30:00Z'), diagnostics: 'filter.acl:3:5: error: expected "{"' },
+    lastReload: {
+      ok: false,
+      at: new Date('2024-05-01T09:30:00Z'),
+      diagnostics: 'filter.acl:3:5: error: expected "{"',
+    },
   };
 
   async reload(): Promise<ReloadResult> {
@@ -95,19 +158,31 @@ export class FakeBackend implements ControlBackend {
   }
   listBackends() {
     this.calls.push('listBackends');
-    return this.backends.map((b) => ({ id: b.id, current: b.id === this.defaultBackend, dynamic: b.dynamic, ...(b.spec ? { spec: b.spec } : {}) }));
+    return this.backends.map((b) => ({
+      id: b.id,
+      current: b.id === this.defaultBackend,
+      dynamic: b.dynamic,
+      ...(b.spec ? { spec: b.spec } : {}),
+    }));
   }
   setDefaultBackend(id: string | null): void {
     this.calls.push(`setDefaultBackend:${id}`);
     if (id !== null && !this.backends.some((b) => b.id === id)) {
-      throw new BackendNotFound(id, this.backends.map((b) => b.id));
+      throw new BackendNotFound(
+        id,
+        this.backends.map((b) => b.id),
+      );
     }
     this.defaultBackend = id;
   }
   updateDynamicBackend(id: string, spec: BackendSpec): void {
     this.calls.push(`updateDynamicBackend:${id}`);
     const b = this.backends.find((x) => x.id === id);
-    if (!b) throw new BackendNotFound(id, this.backends.map((x) => x.id));
+    if (!b)
+      throw new BackendNotFound(
+        id,
+        this.backends.map((x) => x.id),
+      );
     if (!b.dynamic) throw new ImmutableBackend(id);
     if (!/^[^:]+:\d+$|^\[[0-9a-f:]+\]:\d+$/.test(spec.targetAddress)) {
       throw new InvalidBackend(`"${spec.targetAddress}": expected HOST:PORT`);
@@ -227,7 +302,10 @@ export class RawClient {
     return this.replies.shift() as Record<string, unknown>;
   }
 
-  async call(method: string, parameters?: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async call(
+    method: string,
+    parameters?: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
     this.send(parameters === undefined ? { method } : { method, parameters });
     return this.next();
   }

@@ -18,13 +18,21 @@ function wellFormed(method: string, reply: Record<string, unknown>): Record<stri
     assert.ok(fields, `undefined error ${reply.error}`);
     const iface = interfaces.get(ifaceName);
     assert.ok(iface);
-    assert.equal(validateFields(iface, fields, params, { strict: true }), undefined, JSON.stringify(reply));
+    assert.equal(
+      validateFields(iface, fields, params, { strict: true }),
+      undefined,
+      JSON.stringify(reply),
+    );
   } else {
     const [ifaceName, name] = splitMethod(method) ?? ['', ''];
     const iface = interfaces.get(ifaceName);
     const m = iface?.methods.get(name);
     assert.ok(iface && m, method);
-    assert.equal(validateFields(iface, m.output, params, { strict: true }), undefined, JSON.stringify(reply));
+    assert.equal(
+      validateFields(iface, m.output, params, { strict: true }),
+      undefined,
+      JSON.stringify(reply),
+    );
   }
   return reply;
 }
@@ -45,7 +53,9 @@ describe('control server: protocol errors', () => {
       const r = wellFormed(method, await c.call(method));
       assert.equal(r.error, 'org.varlink.service.InterfaceNotFound');
     }
-    assert.deepEqual((await c.call('org.example.Nope.M')).parameters, { interface: 'org.example.Nope' });
+    assert.deepEqual((await c.call('org.example.Nope.M')).parameters, {
+      interface: 'org.example.Nope',
+    });
     c.close();
   });
 
@@ -81,19 +91,32 @@ describe('control server: protocol errors', () => {
     ];
     for (const [method, parameters, parameter] of cases) {
       const r = wellFormed(method, await c.call(method, parameters));
-      assert.deepEqual(r, { error: 'org.varlink.service.InvalidParameter', parameters: { parameter } }, `${method} ${JSON.stringify(parameters)}`);
+      assert.deepEqual(
+        r,
+        { error: 'org.varlink.service.InvalidParameter', parameters: { parameter } },
+        `${method} ${JSON.stringify(parameters)}`,
+      );
     }
     // Nothing reached the backend.
-    assert.deepEqual(srv.backend.calls.filter((x) => !x.startsWith('list')), []);
+    assert.deepEqual(
+      srv.backend.calls.filter((x) => !x.startsWith('list')),
+      [],
+    );
     c.close();
   });
 
   it('answers a call without a method, then keeps serving the connection', async () => {
     const c = await RawClient.connect(srv.path);
     c.send({ parameters: {} });
-    assert.deepEqual(await c.next(), { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'method' } });
+    assert.deepEqual(await c.next(), {
+      error: 'org.varlink.service.InvalidParameter',
+      parameters: { parameter: 'method' },
+    });
     c.send({ method: 'a.B', more: 'yes' });
-    assert.deepEqual(await c.next(), { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'more' } });
+    assert.deepEqual(await c.next(), {
+      error: 'org.varlink.service.InvalidParameter',
+      parameters: { parameter: 'more' },
+    });
     const r = await c.call('fr.gouv.portail.Control.GetCurrentBackend');
     assert.deepEqual(r, { parameters: { backend_id: 'par01' } });
     c.close();
@@ -103,22 +126,33 @@ describe('control server: protocol errors', () => {
     const c = await RawClient.connect(srv.path);
     c.write('{"method": "org.varlink.service.GetInfo",\0');
     c.send({ method: 'org.varlink.service.GetInfo' });
-    assert.deepEqual(await c.next(), { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'message' } });
+    assert.deepEqual(await c.next(), {
+      error: 'org.varlink.service.InvalidParameter',
+      parameters: { parameter: 'message' },
+    });
     await c.waitClosed();
     await assert.rejects(c.next(200));
   });
 
   it('refuses a message over 1 MiB with an error, then closes, without waiting for its end', async () => {
     const c = await RawClient.connect(srv.path);
-    c.write(`{"method":"org.varlink.service.GetInfo","parameters":{"x":"${'a'.repeat(1024 * 1024 + 10)}`);
-    assert.deepEqual(await c.next(), { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'message-size' } });
+    c.write(
+      `{"method":"org.varlink.service.GetInfo","parameters":{"x":"${'a'.repeat(1024 * 1024 + 10)}`,
+    );
+    assert.deepEqual(await c.next(), {
+      error: 'org.varlink.service.InvalidParameter',
+      parameters: { parameter: 'message-size' },
+    });
     await c.waitClosed();
   });
 
   it('answers an upgrade request with InvalidParameter (no other protocol is offered)', async () => {
     const c = await RawClient.connect(srv.path);
     c.send({ method: 'org.varlink.service.GetInfo', upgrade: true });
-    assert.deepEqual(await c.next(), { error: 'org.varlink.service.InvalidParameter', parameters: { parameter: 'upgrade' } });
+    assert.deepEqual(await c.next(), {
+      error: 'org.varlink.service.InvalidParameter',
+      parameters: { parameter: 'upgrade' },
+    });
     c.close();
   });
 
@@ -126,7 +160,9 @@ describe('control server: protocol errors', () => {
     const c = await RawClient.connect(srv.path);
     c.write(
       Buffer.concat([
-        Buffer.from('{"method":"fr.gouv.portail.Control.SetDefaultBackend","parameters":{"backend_id":"squid"},"oneway":true}\0'),
+        Buffer.from(
+          '{"method":"fr.gouv.portail.Control.SetDefaultBackend","parameters":{"backend_id":"squid"},"oneway":true}\0',
+        ),
         Buffer.from('{"method":"fr.gouv.portail.Control.GetCurrentBackend","more":true}\0'),
         Buffer.from('{"method":"org.varlink.service.GetInfo"}\0'),
       ]),
@@ -158,7 +194,10 @@ describe('control server: org.varlink.service', () => {
 
   it('GetInfo names the product and every interface', async () => {
     const c = await RawClient.connect(srv.path);
-    const r = wellFormed('org.varlink.service.GetInfo', await c.call('org.varlink.service.GetInfo'));
+    const r = wellFormed(
+      'org.varlink.service.GetInfo',
+      await c.call('org.varlink.service.GetInfo'),
+    );
     assert.deepEqual(r.parameters, {
       vendor: 'portail',
       product: 'portail',
@@ -172,12 +211,23 @@ describe('control server: org.varlink.service', () => {
   it('GetInterfaceDescription returns each served .varlink file, InterfaceNotFound otherwise', async () => {
     const c = await RawClient.connect(srv.path);
     for (const name of ['org.varlink.service', 'fr.gouv.portail.Control', 'io.portail.Control']) {
-      const r = wellFormed('org.varlink.service.GetInterfaceDescription', await c.call('org.varlink.service.GetInterfaceDescription', { interface: name }));
+      const r = wellFormed(
+        'org.varlink.service.GetInterfaceDescription',
+        await c.call('org.varlink.service.GetInterfaceDescription', { interface: name }),
+      );
       const file = new URL(`../../../../rpc/${name}.varlink`, import.meta.url);
-      assert.equal((r.parameters as { description: string }).description, readFileSync(file, 'utf8'));
+      assert.equal(
+        (r.parameters as { description: string }).description,
+        readFileSync(file, 'utf8'),
+      );
     }
-    const r = await c.call('org.varlink.service.GetInterfaceDescription', { interface: 'org.example.none' });
-    assert.deepEqual(wellFormed('x', r), { error: 'org.varlink.service.InterfaceNotFound', parameters: { interface: 'org.example.none' } });
+    const r = await c.call('org.varlink.service.GetInterfaceDescription', {
+      interface: 'org.example.none',
+    });
+    assert.deepEqual(wellFormed('x', r), {
+      error: 'org.varlink.service.InterfaceNotFound',
+      parameters: { interface: 'org.example.none' },
+    });
     c.close();
   });
 });
@@ -191,7 +241,10 @@ describe('control server: fr.gouv.portail.Control', () => {
   const call = async (method: string, parameters?: Record<string, unknown>) => {
     const c = await RawClient.connect(srv.path);
     try {
-      return wellFormed(`fr.gouv.portail.Control.${method}`, await c.call(`fr.gouv.portail.Control.${method}`, parameters));
+      return wellFormed(
+        `fr.gouv.portail.Control.${method}`,
+        await c.call(`fr.gouv.portail.Control.${method}`, parameters),
+      );
     } finally {
       c.close();
     }
@@ -220,8 +273,26 @@ describe('control server: fr.gouv.portail.Control', () => {
     assert.deepEqual(await call('ListBackends'), {
       parameters: {
         backends: [
-          { id: 'par01', current: true, dynamic: false, spec: { target_address: '127.0.0.1:1081', identity_aware: true, tls_server_name: 'gw1.example.com' } },
-          { id: 'squid', current: false, dynamic: false, spec: { target_address: '127.0.0.1:3128', identity_aware: false, tls_server_name: null } },
+          {
+            id: 'par01',
+            current: true,
+            dynamic: false,
+            spec: {
+              target_address: '127.0.0.1:1081',
+              identity_aware: true,
+              tls_server_name: 'gw1.example.com',
+            },
+          },
+          {
+            id: 'squid',
+            current: false,
+            dynamic: false,
+            spec: {
+              target_address: '127.0.0.1:3128',
+              identity_aware: false,
+              tls_server_name: null,
+            },
+          },
           { id: 'dyn', current: false, dynamic: true, spec: null },
         ],
       },
@@ -230,20 +301,45 @@ describe('control server: fr.gouv.portail.Control', () => {
 
   it('UpdateDynamicBackend: ImmutableBackend, BackendNotFound, InvalidBackend, then success', async () => {
     const spec = { target_address: '10.0.0.1:443', identity_aware: false, tls_server_name: null };
-    assert.deepEqual(await call('UpdateDynamicBackend', { backend_id: 'par01', backend_spec: spec }), {
-      error: 'fr.gouv.portail.Control.ImmutableBackend',
-      parameters: {},
+    assert.deepEqual(
+      await call('UpdateDynamicBackend', { backend_id: 'par01', backend_spec: spec }),
+      {
+        error: 'fr.gouv.portail.Control.ImmutableBackend',
+        parameters: {},
+      },
+    );
+    assert.deepEqual(
+      await call('UpdateDynamicBackend', { backend_id: 'zzz', backend_spec: spec }),
+      {
+        error: 'fr.gouv.portail.Control.BackendNotFound',
+        parameters: { provided_backend: 'zzz', available_backends: ['par01', 'squid', 'dyn'] },
+      },
+    );
+    const bad = await call('UpdateDynamicBackend', {
+      backend_id: 'dyn',
+      backend_spec: { ...spec, target_address: 'nope' },
     });
-    assert.deepEqual(await call('UpdateDynamicBackend', { backend_id: 'zzz', backend_spec: spec }), {
-      error: 'fr.gouv.portail.Control.BackendNotFound',
-      parameters: { provided_backend: 'zzz', available_backends: ['par01', 'squid', 'dyn'] },
-    });
-    const bad = await call('UpdateDynamicBackend', { backend_id: 'dyn', backend_spec: { ...spec, target_address: 'nope' } });
     assert.equal(bad.error, 'fr.gouv.portail.Control.InvalidBackend');
     assert.match((bad.parameters as { reason: string }).reason, /HOST:PORT/);
-    assert.deepEqual(await call('UpdateDynamicBackend', { backend_id: 'dyn', backend_spec: { target_address: '[::1]:8443', identity_aware: true, tls_server_name: 'gw.example.com' } }), { parameters: {} });
-    const list = (await call('ListBackends')).parameters as { backends: { id: string; spec: unknown }[] };
-    assert.deepEqual(list.backends.find((b) => b.id === 'dyn')?.spec, { target_address: '[::1]:8443', identity_aware: true, tls_server_name: 'gw.example.com' });
+    assert.deepEqual(
+      await call('UpdateDynamicBackend', {
+        backend_id: 'dyn',
+        backend_spec: {
+          target_address: '[::1]:8443',
+          identity_aware: true,
+          tls_server_name: 'gw.example.com',
+        },
+      }),
+      { parameters: {} },
+    );
+    const list = (await call('ListBackends')).parameters as {
+      backends: { id: string; spec: unknown }[];
+    };
+    assert.deepEqual(list.backends.find((b) => b.id === 'dyn')?.spec, {
+      target_address: '[::1]:8443',
+      identity_aware: true,
+      tls_server_name: 'gw.example.com',
+    });
   });
 });
 
@@ -257,7 +353,10 @@ describe('control server: io.portail.Control', () => {
   const call = async (method: string, parameters?: Record<string, unknown>) => {
     const c = await RawClient.connect(srv.path);
     try {
-      return wellFormed(`io.portail.Control.${method}`, await c.call(`io.portail.Control.${method}`, parameters));
+      return wellFormed(
+        `io.portail.Control.${method}`,
+        await c.call(`io.portail.Control.${method}`, parameters),
+      );
     } finally {
       c.close();
     }
@@ -269,8 +368,14 @@ describe('control server: io.portail.Control', () => {
       error: 'io.portail.Control.ReloadFailed',
       parameters: { diagnostics: 'filter.acl:1:1: error: unexpected "x"' },
     });
-    srv.backend.nextReload = { ok: true, diagnostics: 'warning: unknown attribute x', aclHash: 'ef' };
-    assert.deepEqual(await call('Reload'), { parameters: { acl_hash: 'ef', diagnostics: 'warning: unknown attribute x' } });
+    srv.backend.nextReload = {
+      ok: true,
+      diagnostics: 'warning: unknown attribute x',
+      aclHash: 'ef',
+    };
+    assert.deepEqual(await call('Reload'), {
+      parameters: { acl_hash: 'ef', diagnostics: 'warning: unknown attribute x' },
+    });
   });
 
   it('Status maps every field to the wire, with the uptime computed', async () => {
@@ -279,16 +384,28 @@ describe('control server: io.portail.Control', () => {
     assert.equal(r.pid, 4242);
     assert.ok((r.uptime_seconds as number) >= 3723 && (r.uptime_seconds as number) < 3800);
     assert.deepEqual(r.listeners, srv.backend.statusInfo.listeners);
-    assert.deepEqual(r.acl, { file: '/etc/portail/filter.acl', hash: 'cd'.repeat(32), loaded_at: '2024-05-01T09:00:00.000Z', loaded: true });
+    assert.deepEqual(r.acl, {
+      file: '/etc/portail/filter.acl',
+      hash: 'cd'.repeat(32),
+      loaded_at: '2024-05-01T09:00:00.000Z',
+      loaded: true,
+    });
     assert.equal(r.explain_acl, null);
     assert.equal(r.active_connections, 7);
     assert.equal(r.default_backend, 'par01');
-    assert.deepEqual(r.last_reload, { ok: false, at: '2024-05-01T09:30:00.000Z', diagnostics: 'filter.acl:3:5: error: expected "{"' });
+    assert.deepEqual(r.last_reload, {
+      ok: false,
+      at: '2024-05-01T09:30:00.000Z',
+      diagnostics: 'filter.acl:3:5: error: expected "{"',
+    });
   });
 
   it('a backend failure is InternalError (reported), never a broken reply', async () => {
     srv.backend.throwOnStatus = new Error('snapshot exploded');
-    assert.deepEqual(await call('Status'), { error: 'io.portail.Control.InternalError', parameters: { message: 'snapshot exploded' } });
+    assert.deepEqual(await call('Status'), {
+      error: 'io.portail.Control.InternalError',
+      parameters: { message: 'snapshot exploded' },
+    });
     srv.backend.throwOnStatus = undefined;
     assert.ok(srv.errors.some((e) => (e as Error).message === 'snapshot exploded'));
     // A backend returning data the interface cannot carry is refused the same way.
@@ -300,7 +417,10 @@ describe('control server: io.portail.Control', () => {
 
   it('Explain: the caller’s uid when no user is named, port 443 by default, attrs passed on', async () => {
     creds = ALICE;
-    const r = await call('Explain', { host: 'git.corp.example.com', attrs: { 'device.trust_level': '1' } });
+    const r = await call('Explain', {
+      host: 'git.corp.example.com',
+      attrs: { 'device.trust_level': '1' },
+    });
     assert.equal((r.parameters as { action: string }).action, 'deny');
     assert.deepEqual((r.parameters as { failed: unknown[] }).failed, [
       {
@@ -309,7 +429,14 @@ describe('control server: io.portail.Control', () => {
         clause: 'require',
         expression: 'device.trust_level >= 2',
         result: 'false',
-        comparisons: [{ text: 'device.trust_level >= 2', attribute: 'device.trust_level', seen: '1', result: 'false' }],
+        comparisons: [
+          {
+            text: 'device.trust_level >= 2',
+            attribute: 'device.trust_level',
+            seen: '1',
+            result: 'false',
+          },
+        ],
       },
     ]);
     assert.deepEqual(srv.backend.explainRequests.at(-1), {
@@ -320,7 +447,13 @@ describe('control server: io.portail.Control', () => {
       caller: ALICE,
     });
     await call('Explain', { host: 'x.example.com', port: 22, user: 'bob' });
-    assert.deepEqual(srv.backend.explainRequests.at(-1), { host: 'x.example.com', port: 22, user: 'bob', attrs: {}, caller: ALICE });
+    assert.deepEqual(srv.backend.explainRequests.at(-1), {
+      host: 'x.example.com',
+      port: 22,
+      user: 'bob',
+      attrs: {},
+      caller: ALICE,
+    });
     assert.deepEqual(await call('Explain', { host: 'bad..host' }), {
       error: 'io.portail.Control.InvalidRequest',
       parameters: { reason: '"bad..host" is not a valid host name' },
@@ -330,23 +463,41 @@ describe('control server: io.portail.Control', () => {
 
   it('RecentDenials: a user sees only their own; asking for another uid is refused', async () => {
     creds = ALICE;
-    const mine = (await call('RecentDenials')).parameters as { denials: { uid: number; host: string }[] };
-    assert.deepEqual(mine.denials.map((d) => [d.uid, d.host]), [
-      [1000, 'a.example.com'],
-      [1000, 'c.example.com'],
-    ]);
+    const mine = (await call('RecentDenials')).parameters as {
+      denials: { uid: number; host: string }[];
+    };
+    assert.deepEqual(
+      mine.denials.map((d) => [d.uid, d.host]),
+      [
+        [1000, 'a.example.com'],
+        [1000, 'c.example.com'],
+      ],
+    );
     assert.deepEqual(srv.backend.denialQueries.at(-1), [1000, 20]);
-    const one = (await call('RecentDenials', { last: 1, uid: 1000 })).parameters as { denials: { host: string }[] };
-    assert.deepEqual(one.denials.map((d) => d.host), ['c.example.com']);
+    const one = (await call('RecentDenials', { last: 1, uid: 1000 })).parameters as {
+      denials: { host: string }[];
+    };
+    assert.deepEqual(
+      one.denials.map((d) => d.host),
+      ['c.example.com'],
+    );
     const before = srv.backend.denialQueries.length;
-    assert.deepEqual(await call('RecentDenials', { uid: 1001 }), { error: 'io.portail.Control.PermissionDenied', parameters: {} });
+    assert.deepEqual(await call('RecentDenials', { uid: 1001 }), {
+      error: 'io.portail.Control.PermissionDenied',
+      parameters: {},
+    });
     assert.equal(srv.backend.denialQueries.length, before);
-    assert.deepEqual(srv.refused.at(-1), { method: 'io.portail.Control.RecentDenials', creds: ALICE });
+    assert.deepEqual(srv.refused.at(-1), {
+      method: 'io.portail.Control.RecentDenials',
+      creds: ALICE,
+    });
     creds = ROOT;
   });
 
   it('RecentDenials: root sees everyone’s, or one uid’s', async () => {
-    const all = (await call('RecentDenials', { last: 1000 })).parameters as { denials: Record<string, unknown>[] };
+    const all = (await call('RecentDenials', { last: 1000 })).parameters as {
+      denials: Record<string, unknown>[];
+    };
     assert.equal(all.denials.length, 3);
     assert.deepEqual(all.denials[1], {
       time: '2024-05-01T10:01:00.000Z',
@@ -380,16 +531,32 @@ describe('control server: authorization hook and peer credentials', () => {
     try {
       const c = await RawClient.connect(srv.path);
       const cases: [string, Record<string, unknown>, string][] = [
-        ['fr.gouv.portail.Control.SetDefaultBackend', { backend_id: 'squid' }, 'fr.gouv.portail.Control.PermissionDenied'],
-        ['fr.gouv.portail.Control.UpdateDynamicBackend', {}, 'fr.gouv.portail.Control.PermissionDenied'],
+        [
+          'fr.gouv.portail.Control.SetDefaultBackend',
+          { backend_id: 'squid' },
+          'fr.gouv.portail.Control.PermissionDenied',
+        ],
+        [
+          'fr.gouv.portail.Control.UpdateDynamicBackend',
+          {},
+          'fr.gouv.portail.Control.PermissionDenied',
+        ],
         ['io.portail.Control.Reload', {}, 'io.portail.Control.PermissionDenied'],
         ['org.varlink.service.GetInfo', {}, 'org.varlink.service.PermissionDenied'],
       ];
       for (const [method, parameters, error] of cases) {
-        assert.deepEqual(wellFormed(method, await c.call(method, parameters)), { error, parameters: {} });
+        assert.deepEqual(wellFormed(method, await c.call(method, parameters)), {
+          error,
+          parameters: {},
+        });
       }
-      assert.deepEqual((await c.call('fr.gouv.portail.Control.GetCurrentBackend')).parameters, { backend_id: 'par01' });
-      assert.deepEqual(srv.refused.map((r) => r.method), cases.map((x) => x[0]));
+      assert.deepEqual((await c.call('fr.gouv.portail.Control.GetCurrentBackend')).parameters, {
+        backend_id: 'par01',
+      });
+      assert.deepEqual(
+        srv.refused.map((r) => r.method),
+        cases.map((x) => x[0]),
+      );
       assert.ok(srv.refused.every((r) => r.creds === ALICE));
       assert.deepEqual(srv.backend.calls, ['listBackends']);
       assert.equal(seen.length, 5);
@@ -445,16 +612,26 @@ describe('control server: load', () => {
   it('serves 50 concurrent clients, each with several calls', async () => {
     const srv = await startServer({ getPeerCred: () => ROOT });
     try {
-      const clients = await Promise.all(Array.from({ length: 50 }, () => RawClient.connect(srv.path)));
+      const clients = await Promise.all(
+        Array.from({ length: 50 }, () => RawClient.connect(srv.path)),
+      );
       const results = await Promise.all(
         clients.map(async (c, i) => {
           const id = i % 2 ? 'squid' : 'par01';
           c.send({ method: 'org.varlink.service.GetInfo' });
           c.send({ method: 'fr.gouv.portail.Control.ListBackends' });
-          c.send({ method: 'io.portail.Control.Explain', parameters: { host: `h${i}.example.com` } });
-          c.send({ method: 'fr.gouv.portail.Control.SetDefaultBackend', parameters: { backend_id: id } });
+          c.send({
+            method: 'io.portail.Control.Explain',
+            parameters: { host: `h${i}.example.com` },
+          });
+          c.send({
+            method: 'fr.gouv.portail.Control.SetDefaultBackend',
+            parameters: { backend_id: id },
+          });
           const replies = [await c.next(), await c.next(), await c.next(), await c.next()];
-          return replies.map((r) => (r.error ? String(r.error) : Object.keys(r.parameters as object)[0]));
+          return replies.map((r) =>
+            r.error ? String(r.error) : Object.keys(r.parameters as object)[0],
+          );
         }),
       );
       for (const r of results) assert.deepEqual(r, ['vendor', 'backends', 'action', undefined]);
