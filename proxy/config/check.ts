@@ -260,7 +260,7 @@ export async function checkConfigFiles(
   }
   if (config.log.audit?.kind === 'file')
     jobs.push(auditFile(['log', 'audit'], config.log.audit.path, report));
-  for (const b of config.backends.values()) {
+  for (const b of Object.values(config.backends)) {
     if (b.identityFile) {
       const at = ['backends', b.name, 'identity-file'];
       const path = b.identityFile;

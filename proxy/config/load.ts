@@ -8,6 +8,9 @@ import { parse, TomlError } from 'smol-toml';
 import type { z } from 'zod';
 import type { Diagnostic } from '../../acl-lang/types.js';
 import { ConfigError, formatKeyPath, makeDiagnostic, sortDiagnostics } from './errors.js';
+
+export { ConfigError, formatConfigError } from './errors.js';
+
 import { findSpan, type KeyPath, locateKeys, type Span } from './locate.js';
 import { crossFieldIssues, isTable } from './rules.js';
 import { configSchema, describeValue, knownKeys, type ParsedConfig } from './schema.js';
@@ -83,27 +86,6 @@ function resolvePath(p: string, dir: string): string | { error: string } {
   return resolve(dir, p);
 }
 
-/** A Map that refuses changes once built, so that a frozen Config stays frozen. */
-class ReadOnlyMap<K, V> extends Map<K, V> {
-  #sealed = false;
-  constructor(entries: Iterable<readonly [K, V]>) {
-    super();
-    for (const [k, v] of entries) super.set(k, v);
-    this.#sealed = true;
-    Object.freeze(this);
-  }
-  override set(key: K, value: V): this {
-    if (this.#sealed) throw new TypeError('the configuration is read-only');
-    return super.set(key, value);
-  }
-  override delete(): boolean {
-    throw new TypeError('the configuration is read-only');
-  }
-  override clear(): void {
-    throw new TypeError('the configuration is read-only');
-  }
-}
-
 function deepFreeze<T>(v: T): T {
   if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
     for (const x of Object.values(v)) deepFreeze(x);
@@ -124,7 +106,9 @@ function buildConfig(
   resolveAt: (path: KeyPath, value: string | undefined) => string | undefined,
   warnings: Diagnostic[],
 ): Config {
-  const backends: [string, BackendConfig][] = Object.entries(p.backends).map(([name, b]) => {
+  // No prototype: a backend called "constructor" or "toString" is just a name.
+  const backends: Record<string, BackendConfig> = Object.create(null);
+  for (const [name, b] of Object.entries(p.backends)) {
     const at = (key: string, v: string | undefined) => resolveAt(['backends', name, key], v);
     const backend: BackendConfig = compact({
       name,
@@ -138,8 +122,8 @@ function buildConfig(
       agent: b.agent,
       knownHosts: at('known-hosts', b['known-hosts']),
     });
-    return [name, deepFreeze(backend)];
-  });
+    backends[name] = backend;
+  }
   let audit: AuditSink | undefined = p.log.audit;
   if (audit?.kind === 'file') {
     const path = resolveAt(['log', 'audit'], audit.path);
@@ -177,7 +161,7 @@ function buildConfig(
     log: compact({ audit, level: p.log.level }),
     metrics: compact({ listen: p.metrics.listen }),
     geoip: compact({ database: resolveAt(['geoip', 'database'], p.geoip.database) }),
-    backends: new ReadOnlyMap(backends),
+    backends,
     warnings,
   });
   return deepFreeze(config);

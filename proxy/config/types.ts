@@ -103,8 +103,11 @@ export interface Config {
   readonly log: LogConfig;
   readonly metrics: MetricsConfig;
   readonly geoip: GeoipConfig;
-  /** In file order. Read-only: `set`/`delete`/`clear` throw. */
-  readonly backends: ReadonlyMap<string, BackendConfig>;
+  /**
+   * By name, in file order; a frozen object without prototype (so `Object.keys`,
+   * `Object.hasOwn` and `name in` are safe for any name). Check membership before indexing.
+   */
+  readonly backends: Readonly<Record<string, BackendConfig>>;
   /** Accepted but suspicious settings (e.g. tls-server-name without identity-aware). */
   readonly warnings: readonly Diagnostic[];
 }

@@ -44,7 +44,7 @@ test('good target addresses', async () => {
   ];
   for (const [addr, host, port] of cases) {
     const c = await load(target(addr));
-    assert.deepEqual(c.backends.get('a')?.targetAddress, { host, port });
+    assert.deepEqual(c.backends.a?.targetAddress, { host, port });
   }
 });
 

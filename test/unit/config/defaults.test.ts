@@ -23,7 +23,7 @@ test('an empty file gets every default of SPEC 3', async () => {
   assert.deepEqual(c.log, { level: 'info' });
   assert.deepEqual(c.metrics, {});
   assert.deepEqual(c.geoip, {});
-  assert.equal(c.backends.size, 0);
+  assert.equal(Object.keys(c.backends).length, 0);
   assert.deepEqual(c.warnings, []);
 });
 
@@ -38,7 +38,7 @@ test('empty tables get the same defaults as absent ones', async () => {
 
 test('a backend gets its defaults', async () => {
   const c = await load('[backends.a]\ntarget-address = "127.0.0.1:1080"\n');
-  const a = c.backends.get('a');
+  const a = c.backends.a;
   assert.deepEqual(a, {
     name: 'a',
     targetAddress: { host: '127.0.0.1', port: 1080 },
@@ -91,20 +91,33 @@ test('the result is deeply frozen, backends included', async () => {
   assert.ok(Object.isFrozen(c));
   assert.ok(Object.isFrozen(c.dns));
   assert.ok(Object.isFrozen(c.rpc.adminGroups));
-  assert.ok(Object.isFrozen(c.backends.get('a')));
+  assert.ok(Object.isFrozen(c.backends.a));
   assert.throws(() => {
     (c as { maxConnections: number }).maxConnections = 1;
   }, TypeError);
-  const backends = c.backends as Map<string, unknown>;
-  assert.throws(() => backends.set('b', {}), /read-only/);
-  assert.throws(() => backends.delete('a'), /read-only/);
-  assert.throws(() => backends.clear(), /read-only/);
-  assert.equal(c.backends.size, 1);
+  const backends = c.backends as Record<string, unknown>;
+  assert.throws(() => {
+    backends.b = {};
+  }, TypeError);
+  assert.throws(() => {
+    delete backends.a;
+  }, TypeError);
+  assert.equal(Object.getPrototypeOf(c.backends), null);
+  assert.equal(Object.keys(c.backends).length, 1);
 });
 
 test('backends keep their file order', async () => {
   const c = await load(
     '[backends.zeta]\ndynamic = true\n[backends.alpha]\ndynamic = true\n[backends.mid]\ndynamic = true\n',
   );
-  assert.deepEqual([...c.backends.keys()], ['zeta', 'alpha', 'mid']);
+  assert.deepEqual(Object.keys(c.backends), ['zeta', 'alpha', 'mid']);
+});
+
+test('backend names that are Object.prototype members are plain names', async () => {
+  const c = await load('[backends.toString]\ndynamic = true\n');
+  assert.deepEqual(Object.keys(c.backends), ['toString']);
+  const name: string = 'toString';
+  assert.equal(c.backends[name].dynamic, true);
+  assert.equal(Object.hasOwn(c.backends, 'hasOwnProperty'), false);
+  assert.equal('valueOf' in c.backends, false);
 });

@@ -20,7 +20,7 @@ test('embeddedDefaultConfigPath is examples/portail.toml of the package', () => 
 
 test('the embedded default loads: no backends, filter.acl beside it, audit on stdout', async () => {
   const c = await loadConfig(embeddedDefaultConfigPath());
-  assert.equal(c.backends.size, 0);
+  assert.equal(Object.keys(c.backends).length, 0);
   assert.equal(c.filterAclRulesPath, join(repoRoot, 'examples', 'filter.acl'));
   assert.ok(existsSync(c.filterAclRulesPath ?? ''));
   assert.deepEqual(c.log.audit, { kind: 'stdout' });
@@ -42,7 +42,7 @@ test('the commented-out examples in the default are valid once uncommented', asy
     const file = join(dir, 'portail.toml');
     writeFileSync(file, text.replace(/^pkcs11-(uri|module) = .*$/gm, ''));
     const c = await loadConfig(file);
-    assert.deepEqual([...c.backends.keys()], ['corp', 'squid', 'bastion', 'dyn']);
+    assert.deepEqual(Object.keys(c.backends), ['corp', 'squid', 'bastion', 'dyn']);
     assert.equal(c.defaultBackend, 'corp');
     assert.equal(c.listener.requireTls, false);
   } finally {
@@ -60,10 +60,10 @@ test("an upstream user's config.toml loads unchanged", async () => {
   assert.equal(c.listener.tlsChain, join(dir, 'fullchain.pem'));
   assert.equal(c.escaper.tlsCertificate, join(dir, 'client.pem'));
   assert.equal(c.defaultBackend, 'par01a');
-  assert.deepEqual([...c.backends.keys()], ['par01a', 'par01b', 'standby']);
-  assert.equal(c.backends.get('par01a')?.identityAware, true);
-  assert.equal(c.backends.get('par01a')?.tlsServerName, 'par01a.corp.example.com');
-  assert.equal(c.backends.get('standby')?.dynamic, true);
+  assert.deepEqual(Object.keys(c.backends), ['par01a', 'par01b', 'standby']);
+  assert.equal(c.backends.par01a?.identityAware, true);
+  assert.equal(c.backends.par01a?.tlsServerName, 'par01a.corp.example.com');
+  assert.equal(c.backends.standby?.dynamic, true);
   assert.deepEqual(c.dns.resolvers, ['192.0.2.53', '2001:db8::53']);
   assert.deepEqual(c.rpc.trustedGroups, ['portail-users']);
 });
@@ -75,7 +75,19 @@ test("the upstream example's ACL names only configured backends, with upstream s
   assert.doesNotMatch(acl, /\b(when|require|action|use) {2,}/, 'upstream wants exactly one space');
   for (const m of acl.matchAll(/use \[([^\]]*)\]/g)) {
     for (const name of m[1].split(',').map((s) => s.trim().replace(/"/g, ''))) {
-      assert.ok(c.backends.has(name), `backend ${name}`);
+      assert.ok(Object.hasOwn(c.backends, name), `backend ${name}`);
     }
+  }
+});
+
+test('both example ACLs pass the ACL checker against their configuration', async () => {
+  const { loadAclFile } = await import('../../../acl-lang/index.js');
+  for (const config of ['portail.toml', 'upstream/config.toml']) {
+    const c = await loadConfig(join(repoRoot, 'examples', config));
+    const r = await loadAclFile(c.filterAclRulesPath ?? '', {
+      backends: new Set(Object.keys(c.backends)),
+    });
+    assert.deepEqual(r.diagnostics, [], config);
+    assert.ok(r.acl, config);
   }
 });

@@ -51,8 +51,8 @@ test('every path resolves against the config folder or $HOME', async (t) => {
   assert.equal(c.escaper.tlsCertificate, join(dir, 'client.pem'));
   assert.deepEqual(c.log.audit, { kind: 'file', path: join(dir, 'audit/audit.jsonl') });
   assert.equal(c.geoip.database, join(dir, '..', 'GeoLite2-Country.mmdb'));
-  assert.equal(c.backends.get('b')?.identityFile, '/home/tester/.ssh/id_ed25519');
-  assert.equal(c.backends.get('b')?.knownHosts, join(dir, 'known_hosts'));
+  assert.equal(c.backends.b?.identityFile, '/home/tester/.ssh/id_ed25519');
+  assert.equal(c.backends.b?.knownHosts, join(dir, 'known_hosts'));
 });
 
 test('a relative config path is resolved against the working directory', async (t) => {

@@ -112,7 +112,7 @@ test('backend names are restricted to a safe alphabet', async () => {
   await assertOneError('[backends."-x"]\ndynamic = true\n', /invalid backend name/);
   await assertOneError('[backends."a\\u0007"]\ndynamic = true\n', /invalid backend name/);
   const c = await load('[backends."par-01_a.b"]\ndynamic = true\n');
-  assert.ok(c.backends.has('par-01_a.b'));
+  assert.ok(Object.hasOwn(c.backends, 'par-01_a.b'));
 });
 
 test('a backend needs target-address unless it is dynamic', async () => {
@@ -124,8 +124,8 @@ test('a backend needs target-address unless it is dynamic', async () => {
   const c = await load(
     '[backends.a]\ndynamic = true\n[backends.b]\ndynamic = true\ntarget-address = "h.example:1"\n',
   );
-  assert.equal(c.backends.get('a')?.targetAddress, undefined);
-  assert.deepEqual(c.backends.get('b')?.targetAddress, { host: 'h.example', port: 1 });
+  assert.equal(c.backends.a?.targetAddress, undefined);
+  assert.deepEqual(c.backends.b?.targetAddress, { host: 'h.example', port: 1 });
 });
 
 test('ssh backends need user, known-hosts and identity-file or agent', async () => {
@@ -141,8 +141,8 @@ test('ssh backends need user, known-hosts and identity-file or agent', async () 
     '[backends.b]\ntype = "ssh"\ntarget-address = "bastion.example.com:22"\nuser = "alice"\nknown-hosts = "kh"\n';
   await assertOneError(`${base}agent = false\n`, /requires identity-file or agent = true/);
   const c = await load(`${base}agent = true\n`);
-  assert.equal(c.backends.get('b')?.agent, true);
-  assert.equal(c.backends.get('b')?.user, 'alice');
+  assert.equal(c.backends.b?.agent, true);
+  assert.equal(c.backends.b?.user, 'alice');
   await load(`${base}identity-file = "id"\n`);
 });
 

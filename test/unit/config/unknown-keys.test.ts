@@ -166,8 +166,8 @@ known-hosts = "/home/alice/.ssh/known_hosts"
 [backends.dyn]
 dynamic = true
 `);
-  assert.deepEqual([...c.backends.keys()], ['par01', 'squid', 'bastion', 'dyn']);
+  assert.deepEqual(Object.keys(c.backends), ['par01', 'squid', 'bastion', 'dyn']);
   assert.equal(c.escaper.pkcs11Uri, 'pkcs11:token=dev;object=devkey');
-  assert.equal(c.backends.get('bastion')?.type, 'ssh');
+  assert.equal(c.backends.bastion?.type, 'ssh');
   assert.deepEqual(c.warnings, []);
 });
