@@ -6,9 +6,17 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { type CompiledAcl, F, T } from '../../../acl-lang/compile.js';
-import { type AclContext, type AttrValue, evaluate, loadAclFile } from '../../../acl-lang/index.js';
-import { BACKENDS, compile, ctx, decide, FIXTURES, observe, type Tri } from './helpers.js';
+import { type AttrValue, evaluate, loadAclFile } from '../../../acl-lang/index.js';
+import {
+  BACKENDS,
+  compile,
+  ctx,
+  decide,
+  FIXTURES,
+  naiveDecision,
+  observe,
+  type Tri,
+} from './helpers.js';
 
 type Row = [condition: string, values: Record<string, unknown>, expected: Tri];
 
@@ -560,32 +568,6 @@ function prng(seed: number): () => number {
   };
 }
 
-/** Like the evaluator's context for policies: route.local/backend from the routing. */
-function routed(values: Record<string, unknown>, local: boolean, backend: string): AclContext {
-  const base = ctx(values);
-  return {
-    get: (n) => (n === 'route.local' ? local : n === 'route.backend' ? backend : base.get(n)),
-  };
-}
-
-/** First match by evaluating every policy's closures in file order (no index). */
-function naivePolicy(acl: CompiledAcl, c: AclContext): string | null {
-  for (const p of acl.policies) {
-    const w = p.whenFn ? p.whenFn(c) : T;
-    if (w === F) continue;
-    if (w !== T && p.action !== 'deny') continue;
-    const r = p.requireFn ? p.requireFn(c) : T;
-    if (r === F) continue;
-    if (r !== T && p.action !== 'deny') continue;
-    return p.name;
-  }
-  return null;
-}
-
-function naiveRoutes(acl: CompiledAcl, c: AclContext): string[] {
-  return acl.routes.filter((r) => (r.whenFn ? r.whenFn(c) : T) === T).map((r) => r.name);
-}
-
 function hostHeavyAcl(n: number): string {
   const rnd = prng(42);
   const out: string[] = [];
@@ -661,14 +643,10 @@ describe('host index keeps first-match order', () => {
           if (host !== undefined) values.host = host;
           if (zone !== undefined) values['custom.zone'] = zone;
           const d = evaluate(acl, ctx(values));
-          const routes = naiveRoutes(acl, ctx(values));
-          assert.deepEqual(d.routes, routes, `routes for ${host}:${port}`);
-          const backends = [
-            ...new Set(routes.flatMap((r) => acl.routes.find((x) => x.name === r)?.backends ?? [])),
-          ];
-          const local = backends.length === 0 || backends.every((b) => b === 'direct');
-          const want = naivePolicy(acl, routed(values, local, backends[0] ?? 'direct'));
-          assert.equal(d.policy, want, `policy for ${host}:${port} zone=${zone}`);
+          const want = naiveDecision(acl, ctx(values));
+          assert.deepEqual(d.routes, want.routes, `routes for ${host}:${port}`);
+          assert.deepEqual(d.backends, want.backends, `backends for ${host}:${port}`);
+          assert.equal(d.policy, want.policy, `policy for ${host}:${port} zone=${zone}`);
           checked++;
         }
       }

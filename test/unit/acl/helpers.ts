@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CompiledAcl } from '../../../acl-lang/compile.js';
+import { type CompiledAcl, F, T } from '../../../acl-lang/compile.js';
 import {
   type AclContext,
   type AttrValue,
@@ -75,4 +75,41 @@ export function observe(condition: string, values: Record<string, unknown>): Tri
   if (!allowed && !denied) return 'false';
   if (!allowed && denied) return 'unknown';
   throw new Error(`incoherent evaluation of ${condition}: allowed but not denied`);
+}
+
+/**
+ * The oracle for the host indexes: routes and first match computed by running every
+ * route's and policy's compiled closures in file order, with no index at all.
+ */
+export function naiveDecision(
+  acl: CompiledAcl,
+  context: AclContext,
+  opts: EvaluateOptions = {},
+): { routes: string[]; backends: string[]; local: boolean; policy: string | null } {
+  const routes = opts.forceLocal
+    ? []
+    : acl.routes.filter((r) => (r.whenFn ? r.whenFn(context) : T) === T);
+  let backends = [...new Set(routes.flatMap((r) => r.backends))];
+  if (!opts.forceLocal && routes.length === 0 && opts.defaultBackend) {
+    backends = [opts.defaultBackend];
+  }
+  const local = backends.length === 0 || backends.every((b) => b === 'direct');
+  const seen: AclContext = {
+    get: (n) =>
+      n === 'route.local'
+        ? local
+        : n === 'route.backend'
+          ? (backends[0] ?? 'direct')
+          : context.get(n),
+  };
+  let policy: string | null = null;
+  for (const p of acl.policies) {
+    const w = p.whenFn ? p.whenFn(seen) : T;
+    if (w === F || (w !== T && p.action !== 'deny')) continue;
+    const r = p.requireFn ? p.requireFn(seen) : T;
+    if (r === F || (r !== T && p.action !== 'deny')) continue;
+    policy = p.name;
+    break;
+  }
+  return { routes: routes.map((r) => r.name), backends, local, policy };
 }
