@@ -130,11 +130,13 @@ export function formatExplain(e: Obj, target: string): string {
   return out.join('\n');
 }
 
-export function formatDenials(denials: Obj[], everyone: boolean): string {
-  if (denials.length === 0) return everyone ? 'no recent denials' : 'no recent denials for you';
+/** Denials, oldest first; entries of another uid than `ownUid` name their user. */
+export function formatDenials(denials: Obj[], ownUid: number | undefined): string {
+  if (denials.length === 0) return ownUid === 0 ? 'no recent denials' : 'no recent denials for you';
   return denials
     .map((d) => {
-      const who = everyone ? ` ${d.user ?? (d.uid === null ? '?' : `uid ${d.uid}`)}` : '';
+      const other = d.uid !== ownUid;
+      const who = other ? ` ${d.user ?? (d.uid === null ? '(unknown user)' : `uid ${d.uid}`)}` : '';
       const what = `${String(d.host).includes(':') ? `[${d.host}]` : d.host}:${d.port}`;
       const proc = d.process ? ` (${d.process})` : '';
       const head = `${d.time}${who} ${what}${proc}: ${d.reason}`;

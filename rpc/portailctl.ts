@@ -182,7 +182,7 @@ async function cmdWhy(g: Globals, o: { last?: string }): Promise<void> {
     last = Number(o.last);
   }
   const r = await call(g, 'io.portail.Control.RecentDenials', { last });
-  print(g, r, formatDenials((r.denials as Obj[]) ?? [], process.getuid?.() === 0));
+  print(g, r, formatDenials((r.denials as Obj[]) ?? [], process.getuid?.()));
 }
 
 /** The first proxy listener, as a local client reaches it (a wildcard means loopback). */
