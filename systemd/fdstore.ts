@@ -196,11 +196,13 @@ export interface DetachedSocket {
 }
 
 /** Prepares sockets for a hand-over: stops reading on all of them first (so that no
- * byte is read by the old process that the new one would miss), takes out what was read
- * but not consumed, detaches pipes and 'data' listeners, and waits until every pending
+ * byte is read by the old process that the new one would miss), removes every listener
+ * (pipes, data/end/close/error handlers: the previous owner must not react to what
+ * follows), takes out what was read but not consumed, and waits until every pending
  * write reached the kernel. Pass both sides of a relay in one call. Rejects after
  * timeoutMs if a peer does not read (then close that relay instead of handing it over).
- * The sockets must not be used afterwards except to destroy() them once stored. */
+ * Afterwards only destroy() the sockets, once stored: never end() (FIN) nor
+ * resetAndDestroy() (SO_LINGER 0 would stay set on the socket the next process owns). */
 export async function detachSockets(
   sockets: net.Socket[],
   timeoutMs = 5000,
@@ -225,8 +227,23 @@ export async function detachSockets(
     // Reading the buffered bytes below would restart the handle: make that a no-op.
     s._read = () => {};
     s.unpipe();
-    s.removeAllListeners('data');
-    s.removeAllListeners('readable');
+    // Inert from now on: the previous owner must not react to the destroy() that follows
+    // (a relay would reset the peer, or write a close record for a connection that goes
+    // on in the next process).
+    for (const event of [
+      'data',
+      'readable',
+      'end',
+      'finish',
+      'close',
+      'drain',
+      'error',
+      'timeout',
+    ]) {
+      s.removeAllListeners(event);
+    }
+    s.on('error', () => {});
+    s.setTimeout(0);
     s.pause();
   }
   const unread = all.map((s) => {

@@ -17,7 +17,8 @@
 //     write r.meta's saved bytes first, then relay as usual }
 //   ready('serving on 127.0.0.1:1080'); startWatchdog();
 // Reload: reloading('reloading'); …; ready('serving (reloaded)') — also when rejected.
-// Stop:   stopping('stopping'); close the servers (the stored sockets stay open);
+// Stop:   stopping('stopping'); close the servers (the stored sockets stay open, new
+//   clients wait in the backlog); let accepted connections finish their handshake;
 //   per plain-TCP relay: const d = await detachSockets([client, upstream]);
 //     (stops reading both, returns the fds and the bytes read but not yet forwarded)
 //   storeConnections([{ name: traceId, fds: d.map((x) => x.fd), meta: { … } }, …]);

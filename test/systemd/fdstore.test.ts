@@ -108,7 +108,13 @@ describe('fd store across restarts', { skip: skip ?? false }, () => {
     const after = await who();
     assert.equal(after.source, 'systemd');
     assert.equal(Number((await box.show('portail.service', 'NRestarts')).NRestarts), restarts + 1);
-    assert.deepEqual(seen.failed, []);
+    // Never refused, never left hanging. A connection the killed process had already
+    // accepted dies with it (reset): a crash cannot be helped, only bounded.
+    assert.deepEqual(
+      seen.failed.filter((e) => e !== 'ECONNRESET'),
+      [],
+    );
+    assert.ok(seen.failed.length <= 3, JSON.stringify(seen.failed));
     assert.ok(seen.pids.includes(after.pid));
   });
 

@@ -50,7 +50,13 @@ function track(id, client, upstream) {
   upstream.pipe(client);
 }
 
+// Connections accepted but not yet answered or relayed: finished before exiting (they
+// cannot be handed over), or their clients would see a reset.
+const busy = new Set();
+
 function handle(name, sock) {
+  busy.add(sock);
+  sock.on('close', () => busy.delete(sock));
   let buf = Buffer.alloc(0);
   const onData = (chunk) => {
     buf = Buffer.concat([buf, chunk]);
@@ -85,6 +91,7 @@ function handle(name, sock) {
       const upstream = net.connect(Number(arg), '127.0.0.1', () => {
         sock.write('OK\\n');
         if (rest.length) upstream.write(rest);
+        busy.delete(sock);
         track('r' + process.pid + '-' + relays.size + '-' + Date.now(), sock, upstream);
         sock.resume();
       });
@@ -130,6 +137,7 @@ process.on('SIGTERM', async () => {
   sd.stopping('stopping');
   if (process.env.STUB_STOP_GATE) await gate('stop-gate');
   for (const s of servers) s.close();
+  for (let i = 0; busy.size > 0 && i < 100; i++) await sleep(20);
   const entries = [];
   for (const [id, r] of relays) {
     try {

@@ -100,7 +100,8 @@ describe('portail units under systemd', { skip: skip ?? false }, () => {
   });
 
   test('RELOADING=1 … READY=1 and STOPPING=1 are what systemctl shows', async () => {
-    await who('127.0.0.1:1080'); // make sure it runs
+    await who('127.0.0.1:1080'); // make sure it runs, and is past READY=1
+    await box.waitForState('portail.service', { ActiveState: 'active' });
     await box.run(['systemctl', 'reload', '--no-block', 'portail.service']);
     await box.waitForState('portail.service', {
       ActiveState: 'reloading',

@@ -278,6 +278,10 @@ describe('detachSockets and adoptSocket', () => {
       while (conn.readableLength < 3) await new Promise((r) => setTimeout(r, 2));
       const big = Buffer.alloc(512 * 1024, 'z');
       conn.write(big);
+      let oldOwnerSawClose = false;
+      conn.on('close', () => {
+        oldOwnerSawClose = true;
+      });
       const [d] = await detachSockets([conn]);
       assert.equal(d.unread.toString(), 'abc');
       assert.equal(conn.writableLength, 0);
@@ -285,6 +289,7 @@ describe('detachSockets and adoptSocket', () => {
       const fd = dupFd(d.fd);
       conn.destroy();
       await new Promise((r) => conn.once('close', r));
+      assert.equal(oldOwnerSawClose, false, "the previous owner's listeners are gone");
       client.write('def');
       const next = adoptSocket(fd);
       let nextGot = '';
