@@ -126,6 +126,7 @@ describe('portail check-acl-syntax', () => {
     for (const d of out.diagnostics) {
       assert.equal(typeof d.message, 'string');
       assert.match(d.file, /invalid\.acl$/);
+      for (const key of ['severity', 'length', 'sourceLine']) assert.ok(key in d, key);
     }
     const good = await portail(['check-acl-syntax', '--json', 'warnings.acl']);
     assert.equal(good.code, 0, good.stderr);

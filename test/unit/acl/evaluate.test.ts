@@ -411,6 +411,13 @@ policy rest { action allow }
     assert.equal(decide(acl, { port: 443 }).policy, 'd');
     assert.equal(decide(acl, { port: 443, 'device.trust_level': 5 }).policy, 'rest');
     assert.equal(decide(acl, { port: 80 }).policy, 'rest');
+    // An unknown `when` with a false `require`: known not to hold, so no denial.
+    const w = compile(`
+policy d { when custom.zone == "x" require port == 1 action deny }
+policy rest { action allow }
+`);
+    assert.equal(decide(w, { port: 2 }).policy, 'rest');
+    assert.equal(decide(w, { port: 1 }).policy, 'd');
   });
 
   test('an allow over a missing attribute does not apply; the explanation names it', () => {
@@ -609,10 +616,11 @@ function hostHeavyAcl(n: number): string {
   return out.join('\n');
 }
 
-function sampleHosts(n: number): (string | undefined)[] {
+function sampleHosts(n: number): unknown[] {
   const rnd = prng(7);
   const pick = (k: number) => Math.floor(rnd() * k);
-  const hosts: (string | undefined)[] = [undefined, 'unrelated.org', 'example', ''];
+  // Missing, empty, wrong-typed and unrelated hosts first: the index must fall back.
+  const hosts: unknown[] = [undefined, 'unrelated.org', 'example', '', 42, ['h1.example']];
   for (let i = 0; i < n; i++) {
     const forms = [
       `h${pick(1100)}.example`,
@@ -644,9 +652,9 @@ describe('host index keeps first-match order', () => {
           if (zone !== undefined) values['custom.zone'] = zone;
           const d = evaluate(acl, ctx(values));
           const want = naiveDecision(acl, ctx(values));
-          assert.deepEqual(d.routes, want.routes, `routes for ${host}:${port}`);
-          assert.deepEqual(d.backends, want.backends, `backends for ${host}:${port}`);
-          assert.equal(d.policy, want.policy, `policy for ${host}:${port} zone=${zone}`);
+          assert.deepEqual(d.routes, want.routes, `routes for ${String(host)}:${port}`);
+          assert.deepEqual(d.backends, want.backends, `backends for ${String(host)}:${port}`);
+          assert.equal(d.policy, want.policy, `policy for ${String(host)}:${port} zone=${zone}`);
           checked++;
         }
       }
