@@ -1,0 +1,198 @@
+// Where audit records and diagnostics go (SPEC 2 log presets, SPEC 3 `[log]`):
+// - development: diagnostics as human lines on stderr; audit likewise unless `[log] audit`;
+// - container: one JSON object per line on stdout, audit and diagnostics alike;
+// - systemd: journald's native protocol (PORTAIL_* fields, MESSAGE, PRIORITY).
+// `[log] audit` overrides the audit destination only. journald needs its socket and
+// the native addon: without them the records go to stdout as JSON, with one warning.
+// Records are written once per decision/close: nothing here runs per relayed byte.
+import { existsSync } from 'node:fs';
+import pino, { type DestinationStream, type Logger } from 'pino';
+import { addon } from '../../systemd/addon.js';
+import { createJournalWriter, JOURNAL_SOCKET, journalFieldsFromRecord } from '../../systemd/journald.js';
+import type { AuditSink, LogLevel } from '../config/types.js';
+import { humanLine, keyValues } from './human.js';
+import { type AuditRecord, auditMessage } from './record.js';
+
+export type LogPreset = 'development' | 'systemd' | 'container';
+
+/** Diagnostics (not audit): startup, reloads, errors of the daemon itself. */
+export interface Log {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface AuditWriter {
+  write(record: AuditRecord): void;
+}
+
+export interface Logging {
+  log: Log;
+  audit: AuditWriter;
+  /** Human description of the audit destination (for the startup line and status). */
+  auditDestination: string;
+  /** Re-open an audit file (log rotation; done on SIGHUP). */
+  reopen(): void;
+  /** Write out everything buffered (before exit). */
+  flush(): void;
+}
+
+export interface LoggingOptions {
+  preset: LogPreset;
+  audit?: AuditSink;
+  level?: LogLevel;
+  /** Test seam: is journald reachable? Default: its socket exists and the addon loads. */
+  journaldAvailable?: () => boolean;
+}
+
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+interface Stream {
+  dest: DestinationStream & { flushSync?: () => void; reopen?: () => void };
+  file: boolean;
+}
+
+function journaldReachable(): boolean {
+  if (!existsSync(JOURNAL_SOCKET)) return false;
+  try {
+    // The addon is the other precondition: a failed build must not lose records.
+    addon();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function createLogging(opts: LoggingOptions): Logging {
+  const minLevel = LEVELS[opts.level ?? 'info'] ?? 30;
+  const streams = new Map<string, Stream>();
+  const warnings: string[] = [];
+  const journalOk = opts.journaldAvailable ?? journaldReachable;
+
+  function stream(key: 'stdout' | 'stderr' | `file:${string}`): Stream {
+    let s = streams.get(key);
+    if (!s) {
+      const dest =
+        key === 'stdout'
+          ? pino.destination({ dest: 1, sync: false })
+          : key === 'stderr'
+            ? pino.destination({ dest: 2, sync: true })
+            : pino.destination({ dest: key.slice(5), sync: false, mkdir: true, append: true });
+      // A closed stdout or a full disk must not crash the proxy; say it once.
+      let reported = false;
+      dest.on('error', (err: Error) => {
+        if (reported) return;
+        reported = true;
+        process.stderr.write(`portail: error: cannot write logs to ${key}: ${err.message}\n`);
+      });
+      s = { dest, file: key.startsWith('file:') };
+      streams.set(key, s);
+    }
+    return s;
+  }
+
+  function jsonLogger(key: 'stdout' | `file:${string}`, level: string): Logger {
+    return pino(
+      {
+        level,
+        base: null,
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+      },
+      stream(key).dest,
+    );
+  }
+
+  // ---- diagnostics ----------------------------------------------------------------
+  let log: Log;
+  const journal =
+    opts.preset === 'systemd' || opts.audit?.kind === 'journald'
+      ? journalOk()
+        ? createJournalWriter()
+        : null
+      : null;
+  if (opts.preset === 'container') {
+    const l = jsonLogger('stdout', opts.level ?? 'info');
+    log = {
+      debug: (m, f) => l.debug(f ?? {}, m),
+      info: (m, f) => l.info(f ?? {}, m),
+      warn: (m, f) => l.warn(f ?? {}, m),
+      error: (m, f) => l.error(f ?? {}, m),
+    };
+  } else if (opts.preset === 'systemd' && journal) {
+    const prio: Record<string, number> = { debug: 7, info: 6, warn: 4, error: 3 };
+    const at = (level: string) => (m: string, f?: Record<string, unknown>) => {
+      if ((LEVELS[level] ?? 30) < minLevel) return;
+      journal.write({ ...journalFieldsFromRecord(f ?? {}), MESSAGE: m, PRIORITY: prio[level] ?? 6 });
+    };
+    log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  } else {
+    const err = stream('stderr');
+    const at = (level: string) => (m: string, f?: Record<string, unknown>) => {
+      if ((LEVELS[level] ?? 30) < minLevel) return;
+      err.dest.write(humanLine(level === 'warn' ? 'warning' : level, m, f));
+    };
+    log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    if (opts.preset === 'systemd')
+      warnings.push('journald is not reachable: diagnostics go to stderr');
+  }
+
+  // ---- audit ----------------------------------------------------------------------
+  let sink = opts.audit ?? (opts.preset === 'systemd' ? { kind: 'journald' as const } : undefined);
+  if (sink?.kind === 'journald' && !journal) {
+    warnings.push('journald is not reachable: audit records go to stdout as JSON lines');
+    sink = { kind: 'stdout' };
+  }
+  let audit: AuditWriter;
+  let auditDestination: string;
+  if (sink?.kind === 'journald' && journal) {
+    auditDestination = 'journald';
+    audit = {
+      write(r) {
+        const fields = journalFieldsFromRecord({ ...r, msg: auditMessage(r) });
+        fields.PRIORITY = r.event === 'error' ? 3 : r.action === 'deny' ? 5 : 6;
+        journal.write(fields);
+      },
+    };
+  } else if (sink?.kind === 'stdout' || sink?.kind === 'file' || opts.preset === 'container') {
+    const key = sink?.kind === 'file' ? (`file:${sink.path}` as const) : ('stdout' as const);
+    auditDestination = sink?.kind === 'file' ? sink.path : 'stdout';
+    const l = jsonLogger(key, 'info');
+    audit = {
+      write(r) {
+        if (r.event === 'error') l.error(r, auditMessage(r));
+        else l.info(r, auditMessage(r));
+      },
+    };
+  } else {
+    // development without `[log] audit`: readable lines next to the diagnostics.
+    auditDestination = 'stderr';
+    const err = stream('stderr');
+    audit = {
+      write(r) {
+        const { event, ...rest } = r;
+        err.dest.write(`portail: audit event=${event} ${keyValues(rest)}\n`);
+      },
+    };
+  }
+  for (const w of warnings) log.warn(w);
+
+  return {
+    log,
+    audit,
+    auditDestination,
+    reopen() {
+      for (const s of streams.values()) if (s.file) s.dest.reopen?.();
+    },
+    flush() {
+      for (const s of streams.values()) {
+        try {
+          s.dest.flushSync?.();
+        } catch {
+          // EAGAIN on a full pipe or a closed fd: nothing more can be done at exit.
+        }
+      }
+    },
+  };
+}

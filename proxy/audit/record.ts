@@ -1,0 +1,84 @@
+// Audit records (SPEC 6): every field at top level, the same keys in every record (null
+// when not applicable or not known), so that a reviewer's query never has to guess.
+// Built only from the explicit fields below: no request header, token, key or
+// password can reach the log by accident.
+import type { ActionKind } from '../../acl-lang/types.js';
+
+export type AuditEvent = 'decision' | 'close' | 'reload' | 'error';
+
+export interface AuditRecord {
+  event: AuditEvent;
+  /** Shared by a request's `decision` and its `close`. */
+  trace_id: string | null;
+  /** `socks5` or `http` (proxy.protocol). */
+  protocol: string | null;
+  /** Client address `ip:port` (`[v6]:port`). */
+  client: string | null;
+  uid: number | null;
+  user: string | null;
+  process: string | null;
+  device: string | null;
+  host: string | null;
+  port: number | null;
+  action: ActionKind | null;
+  policy: string | null;
+  /** `direct`, or the candidate backends in order, comma-separated. */
+  route: string | null;
+  reason: string | null;
+  tags: string[];
+  eval_us: number | null;
+  bytes_up?: number;
+  bytes_down?: number;
+  duration_ms?: number;
+  close_reason?: string;
+  /** Event-specific extras (reload: `result`, `acl_hash`, `trigger`, `diagnostics`). */
+  [extra: string]: unknown;
+}
+
+export const EMPTY_FIELDS = {
+  trace_id: null,
+  protocol: null,
+  client: null,
+  uid: null,
+  user: null,
+  process: null,
+  device: null,
+  host: null,
+  port: null,
+  action: null,
+  policy: null,
+  route: null,
+  reason: null,
+  eval_us: null,
+} as const;
+
+/** A record with every SPEC field, null unless given. */
+export function auditRecord(event: AuditEvent, fields: Partial<AuditRecord> = {}): AuditRecord {
+  return { event, ...EMPTY_FIELDS, tags: [], ...fields };
+}
+
+/** `ip:port`, IPv6 in brackets. */
+export function formatEndpoint(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** One human sentence for the record (journald MESSAGE, JSON `msg`). */
+export function auditMessage(r: AuditRecord): string {
+  const dest = r.host !== null ? formatEndpoint(r.host, r.port ?? 0) : '?';
+  const who = [r.client, r.user ?? (r.uid !== null ? `uid ${r.uid}` : null), r.process]
+    .filter((x) => x !== null)
+    .join(' ');
+  switch (r.event) {
+    case 'decision':
+      return `${r.action} ${r.protocol ?? ''} ${who} → ${dest}: ${r.reason ?? ''}`.replace(
+        /\s+/g,
+        ' ',
+      );
+    case 'close':
+      return `close ${who} → ${dest}: ${r.close_reason}, ${r.bytes_up ?? 0} bytes up, ${r.bytes_down ?? 0} bytes down, ${r.duration_ms ?? 0} ms`;
+    case 'reload':
+      return `reload ${r.result === 'ok' ? 'succeeded' : 'failed'}: ${r.reason ?? ''}`;
+    default:
+      return `error: ${r.reason ?? ''}`;
+  }
+}

@@ -1,0 +1,390 @@
+// The one path every request takes after its front-end (ARCHITECTURE.md): context →
+// ACL → decision record → refusal, or connect → relay → close record. The front-end
+// sees only the Pipeline interface; nothing here knows which protocol the client spoke.
+//
+// Order matters for security: no connection is opened before the ACL allowed the
+// request, and when the rules referenced dst.ip the connector is given exactly the
+// addresses the ACL saw (never a second DNS answer: DNS-rebinding safe).
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { type AclContext, type Decision, evaluate } from '../../acl-lang/index.js';
+import type { AuditWriter, Log } from '../audit/logging.js';
+import { auditRecord } from '../audit/record.js';
+import { RequestContext, type RequestFacts } from '../context/request-context.js';
+import type { SocketTable } from '../context/socket-table.js';
+import { type CloseReason, type Relay, RelayRegistry, relay } from '../relay/index.js';
+import type { Snapshot } from '../state/snapshot.js';
+import {
+  ConnectError,
+  type ForwardOutcome,
+  type Pipeline,
+  type ProxyRequest,
+  type Refusal,
+} from '../types.js';
+import { decisionFields, requestFields } from './audit-fields.js';
+import { openExit } from './exit.js';
+import { refusalFor } from './refusal.js';
+
+type Req = Omit<ProxyRequest, 'accept' | 'reject'>;
+
+export interface PipelineState {
+  current(): Snapshot;
+  readonly defaultBackend: string | null;
+}
+
+export interface PipelineOptions {
+  state: PipelineState;
+  audit: AuditWriter;
+  log: Log;
+  socketTable: SocketTable;
+  now?: () => Date;
+  timeZone?: string;
+}
+
+/** What a reload needs to re-evaluate an open relay or forward exchange. */
+interface OpenEntry {
+  ctx: RequestContext;
+  /** The attribute values computed when it was opened (never recomputed). */
+  openValues: Record<string, ReturnType<AclContext['get']>>;
+  /** The address actually connected to: dst.ip for rules that did not ask for it then. */
+  remoteIp: string | undefined;
+  /** Set when a reload closed it: the close record says why. */
+  closedBy?: { decision: Decision };
+}
+
+export interface DataPlane extends Pipeline {
+  /** Re-evaluates every open relay under `next`; closes those no longer allowed. */
+  reevaluate(next: Snapshot): Promise<{ checked: number; closed: number }>;
+  /** Requests being decided or connected, plus open relays and forward exchanges. */
+  readonly active: number;
+  /** Refuse new requests from now on (shutdown); open relays go on. */
+  stopAccepting(): void;
+  /** Resolves true once nothing is active, false after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<boolean>;
+  /** Aborts pending connects and closes every relay with `reason`. */
+  closeAll(reason: CloseReason): void;
+}
+
+const NO_NAMES: ReadonlySet<string> = new Set();
+
+export function createPipeline(opts: PipelineOptions): DataPlane {
+  const { state, audit, log, socketTable } = opts;
+  const now = opts.now ?? (() => new Date());
+  const registry = new RelayRegistry<OpenEntry>();
+  const shutdown = new AbortController();
+  let inflight = 0;
+  let stopping = false;
+  let idleWaiters: Array<() => void> = [];
+
+  const settled = () => {
+    if (inflight === 0 && registry.size === 0 && idleWaiters.length) {
+      const w = idleWaiters;
+      idleWaiters = [];
+      for (const f of w) f();
+    }
+  };
+
+  interface Decided {
+    snap: Snapshot;
+    ctx: RequestContext;
+    decision: Decision;
+    traceId: string;
+    fields: ReturnType<typeof requestFields> & ReturnType<typeof decisionFields>;
+    /** Where to connect when allowed (undefined = let the connector resolve). */
+    addresses?: string[];
+    /** Set instead of `addresses` when the ACL needed dst.ip and DNS failed. */
+    dnsError?: ConnectError;
+  }
+
+  /** Context, ACL, decision record. The only place a request is judged. */
+  async function decide(req: Req): Promise<Decided> {
+    const snap = state.current();
+    const traceId = randomUUID().replaceAll('-', '');
+    const facts: RequestFacts = {
+      target: req.target,
+      protocol: req.protocol,
+      cmd: req.cmd,
+      client: req.client,
+    };
+    if (req.http) facts.http = req.http;
+    if (req.cert) facts.cert = req.cert;
+    const ctx = new RequestContext(facts, {
+      resolver: snap.services.resolver,
+      socketTable,
+      now,
+      timeZone: opts.timeZone,
+    });
+    const names = snap.acl?.attributes ?? NO_NAMES;
+    await ctx.prepare(names, shutdown.signal);
+    const t0 = process.hrtime.bigint();
+    let decision = evaluate(snap.acl, ctx, { defaultBackend: state.defaultBackend });
+    const evalUs = Number((process.hrtime.bigint() - t0) / 1000n);
+    const out: Decided = {
+      snap,
+      ctx,
+      decision,
+      traceId,
+      fields: { ...requestFields(req, ctx, traceId), ...decisionFields(decision, evalUs) },
+    };
+    if (names.has('dst.ip')) {
+      const addrs = ctx.resolvedAddresses;
+      if (addrs === undefined) {
+        out.dnsError = ctx.dnsError ?? new ConnectError('dns', `cannot resolve ${req.target.host}`);
+      } else if (decision.action === 'allow' && addrs.length > 1) {
+        // The ACL judged the first address; a connector falling back to another one
+        // must not reach an address the rules would refuse (e.g. a rebinding answer
+        // mixing a public and a private address).
+        out.addresses = addrs.filter(
+          (ip, i) =>
+            i === 0 ||
+            evaluate(snap.acl, ctx.withDstIp(ip), { defaultBackend: state.defaultBackend })
+              .action === 'allow',
+        );
+      } else {
+        out.addresses = addrs;
+      }
+    }
+    if (decision.action !== 'allow' && out.dnsError && decision.missing.includes('dst.ip')) {
+      // Denied only because the name does not resolve: say so, it is the real cause.
+      decision = { ...decision, reason: `${decision.reason}; ${out.dnsError.message}` };
+      out.decision = decision;
+      out.fields.reason = decision.reason;
+    }
+    audit.write(auditRecord('decision', out.fields));
+    return out;
+  }
+
+  async function refusal(d: Decided): Promise<Refusal> {
+    if (d.dnsError && d.decision.missing.includes('dst.ip')) {
+      return { reason: d.dnsError.reason, message: d.dnsError.message };
+    }
+    return refusalFor(d.decision, d.ctx, d.snap.acl !== null, {
+      configured: d.snap.config.explainAclRulesPath !== undefined,
+      acl: d.snap.explainAcl,
+    });
+  }
+
+  function closeRecord(
+    d: Decided,
+    stats: { bytesUp: number; bytesDown: number; durationMs: number; closeReason: string },
+    reason?: string,
+  ) {
+    audit.write(
+      auditRecord('close', {
+        ...d.fields,
+        ...(reason !== undefined ? { reason } : {}),
+        bytes_up: stats.bytesUp,
+        bytes_down: stats.bytesDown,
+        duration_ms: stats.durationMs,
+        close_reason: stats.closeReason,
+      }),
+    );
+  }
+
+  /** Allowed: connect. A failure still gets its close record (the decision said allow). */
+  async function connect(d: Decided, req: Req, started: number) {
+    if (d.dnsError) throw d.dnsError;
+    try {
+      return await openExit(d.snap, {
+        target: req.target,
+        backends: d.decision.backends,
+        addresses: d.addresses,
+        signal: shutdown.signal,
+      });
+    } catch (err) {
+      const e =
+        err instanceof ConnectError ? err : new ConnectError('internal', (err as Error).message);
+      closeRecord(
+        d,
+        { bytesUp: 0, bytesDown: 0, durationMs: Date.now() - started, closeReason: 'connect_error' },
+        `${d.decision.reason}; ${e.message}`,
+      );
+      throw e;
+    }
+  }
+
+  const stoppingRefusal: Refusal = { reason: 'overloaded', message: 'portail is shutting down' };
+
+  async function tunnel(req: ProxyRequest): Promise<void> {
+    if (stopping) return req.reject(stoppingRefusal);
+    inflight++;
+    try {
+      const started = Date.now();
+      const d = await decide(req);
+      if (d.decision.action !== 'allow') return req.reject(await refusal(d));
+      let exit: Awaited<ReturnType<typeof openExit>>;
+      try {
+        exit = await connect(d, req, started);
+      } catch (err) {
+        const e = err as ConnectError;
+        return req.reject({ reason: e.reason, message: e.message });
+      }
+      let client: Duplex;
+      try {
+        client = req.accept(exit.bound);
+      } catch (err) {
+        exit.stream.destroy();
+        const why = `client gone before the reply: ${(err as Error).message}`;
+        closeRecord(d, { bytesUp: 0, bytesDown: 0, durationMs: Date.now() - started, closeReason: 'client_error' }, why);
+        return;
+      }
+      const entry: OpenEntry = {
+        ctx: d.ctx,
+        openValues: d.ctx.snapshot(),
+        remoteIp: exit.remoteIp,
+      };
+      let r: Relay | undefined;
+      let gone = false;
+      r = relay(client, exit.stream, {
+        idleTimeoutMs: d.snap.config.idleTimeoutMs,
+        onClose(stats) {
+          gone = true;
+          if (r) registry.delete(r);
+          const newReason = entry.closedBy ? `after reload: ${entry.closedBy.decision.reason}` : undefined;
+          closeRecord(d, stats, newReason);
+          settled();
+        },
+      });
+      if (!gone) registry.add(r, entry);
+    } catch (err) {
+      log.error(`internal error on ${req.target.host}:${req.target.port}: ${(err as Error).stack}`);
+      try {
+        req.reject({ reason: 'internal', message: 'internal error' });
+      } catch {
+        // The front-end already answered.
+      }
+    } finally {
+      inflight--;
+      settled();
+    }
+  }
+
+  async function forward(req: Req): Promise<ForwardOutcome> {
+    if (stopping) return { ok: false, refusal: stoppingRefusal };
+    inflight++;
+    try {
+      const started = Date.now();
+      const d = await decide(req);
+      if (d.decision.action !== 'allow') return { ok: false, refusal: await refusal(d) };
+      let exit: Awaited<ReturnType<typeof openExit>>;
+      try {
+        exit = await connect(d, req, started);
+      } catch (err) {
+        const e = err as ConnectError;
+        return { ok: false, refusal: { reason: e.reason, message: e.message } };
+      }
+      const entry: OpenEntry = { ctx: d.ctx, openValues: d.ctx.snapshot(), remoteIp: exit.remoteIp };
+      let closedBy: CloseReason | undefined;
+      const handle = {
+        close(reason: CloseReason) {
+          closedBy ??= reason;
+          exit.stream.destroy();
+        },
+      };
+      registry.add(handle, entry);
+      let finished = false;
+      return {
+        ok: true,
+        upstream: exit.stream,
+        finish(stats) {
+          if (finished) return;
+          finished = true;
+          registry.delete(handle);
+          const newReason = entry.closedBy ? `after reload: ${entry.closedBy.decision.reason}` : undefined;
+          closeRecord(
+            d,
+            { ...stats, durationMs: Date.now() - started, closeReason: closedBy ?? stats.closeReason },
+            newReason,
+          );
+          settled();
+        },
+      };
+    } catch (err) {
+      log.error(`internal error on ${req.target.host}:${req.target.port}: ${(err as Error).stack}`);
+      return { ok: false, refusal: { reason: 'internal', message: 'internal error' } };
+    } finally {
+      inflight--;
+      settled();
+    }
+  }
+
+  async function allowDatagram(req: Req): Promise<boolean> {
+    if (stopping) return false;
+    try {
+      const d = await decide(req);
+      // Datagrams only have the direct exit.
+      return (
+        d.decision.action === 'allow' &&
+        d.dnsError === undefined &&
+        d.decision.backends.every((b) => b === 'direct')
+      );
+    } catch (err) {
+      log.error(`internal error on datagram to ${req.target.host}: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
+  async function reevaluate(next: Snapshot) {
+    const entries = registry.list();
+    const names = new Set(next.acl?.attributes ?? NO_NAMES);
+    // dst.ip is the address actually connected to, never a new DNS answer.
+    names.delete('dst.ip');
+    let closed = 0;
+    await Promise.all(
+      entries.map(async ([item, e]) => {
+        await e.ctx.prepare(names);
+        const frozen = RequestContext.fromSnapshot(e.openValues as never, {
+          now,
+          timeZone: opts.timeZone,
+        });
+        const view: AclContext = {
+          get(name) {
+            const v = frozen.get(name);
+            if (v !== undefined) return v;
+            if (name === 'dst.ip') return e.remoteIp;
+            return e.ctx.get(name);
+          },
+        };
+        const decision = evaluate(next.acl, view, { defaultBackend: state.defaultBackend });
+        if (decision.action !== 'allow') {
+          e.closedBy = { decision };
+          item.close('policy_changed');
+          closed++;
+        }
+      }),
+    );
+    if (closed) log.info(`reload closed ${closed} of ${entries.length} open relays now denied`);
+    return { checked: entries.length, closed };
+  }
+
+  return {
+    tunnel,
+    forward,
+    allowDatagram,
+    reevaluate,
+    get active() {
+      return inflight + registry.size;
+    },
+    stopAccepting() {
+      stopping = true;
+    },
+    drain(timeoutMs) {
+      if (inflight === 0 && registry.size === 0) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          idleWaiters = idleWaiters.filter((w) => w !== done);
+          resolve(false);
+        }, timeoutMs);
+        idleWaiters.push(done);
+      });
+    },
+    closeAll(reason) {
+      shutdown.abort(new ConnectError('internal', 'portail is shutting down'));
+      registry.closeAll(reason);
+    },
+  };
+}

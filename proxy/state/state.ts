@@ -1,0 +1,231 @@
+// The run-time state: the current snapshot, swapped atomically by reload(), plus the
+// default backend the control plane may set. A connection takes `current()` once and
+// keeps that snapshot for its whole life; reload() builds the next one completely,
+// swaps, then lets listeners (the pipeline's re-evaluation of open relays) run before
+// it resolves, so "reloaded" means the new rules are in force everywhere.
+import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
+import type { AuditWriter, Log } from '../audit/logging.js';
+import { auditRecord } from '../audit/record.js';
+import { buildSnapshot, type Snapshot } from './snapshot.js';
+import { type AclWatcher, createAclWatcher } from './watch.js';
+
+export type ReloadTrigger = 'signal' | 'watch' | 'rpc' | 'start';
+
+export interface ReloadResult {
+  ok: boolean;
+  /** Errors when !ok (nothing changed); warnings, possibly empty, when ok. */
+  diagnostics: string;
+  aclHash?: string;
+  at: Date;
+  trigger: ReloadTrigger;
+}
+
+/** The configuration is unusable at start: fatal (SPEC 2). */
+export class StartupError extends Error {
+  constructor(readonly text: string) {
+    super(text);
+    this.name = 'StartupError';
+  }
+}
+
+export class UnknownBackendError extends Error {
+  constructor(
+    readonly provided: string,
+    readonly available: string[],
+  ) {
+    super(`backend "${provided}" not found`);
+    this.name = 'BackendNotFound';
+  }
+}
+
+export type SwapListener = (next: Snapshot, prev: Snapshot) => void | Promise<void>;
+
+export interface State {
+  current(): Snapshot;
+  /** The default backend in force (configuration, or set at run time); null = none. */
+  readonly defaultBackend: string | null;
+  /** Null unsets. Throws UnknownBackendError for a name not configured. */
+  setDefaultBackend(id: string | null): void;
+  /** Serialized: a reload asked for during another one runs after it (files may have changed since). */
+  reload(trigger: ReloadTrigger): Promise<ReloadResult>;
+  readonly lastReload: ReloadResult | null;
+  onSwap(listener: SwapListener): void;
+  /** Starts watch-acl if the configuration asks for it (default true). */
+  startWatching(): void;
+  close(): void;
+}
+
+export interface StateOptions {
+  configPath: string;
+  log: Log;
+  audit: AuditWriter;
+  /** Quiet period before a watch-triggered reload (default 500 ms). */
+  watchDebounceMs?: number;
+}
+
+export async function createState(opts: StateOptions): Promise<State> {
+  const { log, audit } = opts;
+  const first = await buildSnapshot(opts.configPath, 1, { lenientAcl: true });
+  if (!first.ok) throw new StartupError(first.text);
+  let snap = first.snapshot;
+  let defaultBackend: string | null = snap.config.defaultBackend ?? null;
+  let lastReload: ReloadResult | null = null;
+  const listeners: SwapListener[] = [];
+  let watcher: AclWatcher | null = null;
+  let watchedExtra: readonly string[] = [];
+  let chain: Promise<unknown> = Promise.resolve();
+  let closed = false;
+
+  for (const d of first.warnings) log.warn(formatDiagnostics([d]));
+  reportStartAcl(snap, log, audit);
+
+  function syncWatcher() {
+    if (closed) return;
+    if (!snap.config.watchAcl) {
+      watcher?.close();
+      watcher = null;
+      return;
+    }
+    watcher ??= createAclWatcher(
+      () => {
+        void api.reload('watch');
+      },
+      {
+        debounceMs: opts.watchDebounceMs,
+        onError: (dir, err) => log.debug(`watch-acl: cannot watch ${dir}: ${err.message}`),
+      },
+    );
+    const files = new Set<string>([...snap.files, ...watchedExtra]);
+    // Before any ACL could be read, watch the configured paths so that fixing them reloads.
+    for (const p of [snap.config.filterAclRulesPath, snap.config.explainAclRulesPath]) {
+      if (p !== undefined) files.add(p);
+    }
+    watcher.setFiles(files);
+  }
+
+  async function doReload(trigger: ReloadTrigger): Promise<ReloadResult> {
+    const res = await buildSnapshot(opts.configPath, snap.generation + 1, { lenientAcl: false });
+    const at = new Date();
+    if (!res.ok) {
+      lastReload = { ok: false, diagnostics: res.text, at, trigger };
+      watchedExtra = res.files;
+      log.error(`reload failed, the previous rules stay in force:\n${res.text}`);
+      audit.write(
+        auditRecord('reload', {
+          reason: `reload failed, previous rules kept: ${firstLine(res.text)}`,
+          result: 'failed',
+          trigger,
+          acl_hash: snap.aclHash,
+          diagnostics: res.text,
+        }),
+      );
+      syncWatcher();
+      return lastReload;
+    }
+    const prev = snap;
+    const next = res.snapshot;
+    // A default backend set at run time survives a reload, unless the configuration's
+    // own default changed (the operator's newer word) or the backend is gone.
+    const prevDefault = prev.config.defaultBackend ?? null;
+    const nextDefault = next.config.defaultBackend ?? null;
+    if (prevDefault !== nextDefault) defaultBackend = nextDefault;
+    else if (defaultBackend !== null && !next.backends.has(defaultBackend)) defaultBackend = nextDefault;
+    snap = next;
+    watchedExtra = [];
+    const warnings = res.warnings.length ? formatDiagnostics(res.warnings) : '';
+    for (const l of listeners) {
+      try {
+        await l(next, prev);
+      } catch (err) {
+        log.error(`after reload: ${(err as Error).message}`);
+      }
+    }
+    lastReload = { ok: true, diagnostics: warnings, at, trigger };
+    if (next.aclHash) lastReload.aclHash = next.aclHash;
+    const what = next.acl
+      ? `${next.acl.file} (sha256 ${next.aclHash?.slice(0, 12)})`
+      : 'no filter-acl-rules-path: every request is denied';
+    log.info(`reloaded: ${what}`);
+    if (warnings) log.warn(warnings);
+    audit.write(
+      auditRecord('reload', {
+        reason: `reloaded ${what}`,
+        result: 'ok',
+        trigger,
+        acl_hash: next.aclHash,
+        diagnostics: warnings || null,
+      }),
+    );
+    syncWatcher();
+    return lastReload;
+  }
+
+  const api: State = {
+    current: () => snap,
+    get defaultBackend() {
+      return defaultBackend;
+    },
+    setDefaultBackend(id) {
+      if (id !== null && !snap.backends.has(id)) {
+        throw new UnknownBackendError(id, [...snap.backends.keys()]);
+      }
+      defaultBackend = id;
+    },
+    reload(trigger) {
+      const p = chain.then(() => doReload(trigger));
+      chain = p.catch(() => undefined);
+      return p;
+    },
+    get lastReload() {
+      return lastReload;
+    },
+    onSwap(l) {
+      listeners.push(l);
+    },
+    startWatching() {
+      syncWatcher();
+    },
+    close() {
+      closed = true;
+      watcher?.close();
+      watcher = null;
+    },
+  };
+  return api;
+}
+
+function firstLine(text: string): string {
+  const nl = text.indexOf('\n');
+  return nl < 0 ? text : text.slice(0, nl);
+}
+
+/** No valid ACL at start: serve, deny everything, and say so loudly (SPEC 2, 5.3). */
+function reportStartAcl(snap: Snapshot, log: Log, audit: AuditWriter) {
+  const errors = snap.diagnostics.filter((d) => d.severity === 'error');
+  const text = errors.length ? formatDiagnostics(errors) : '';
+  if (snap.acl === null) {
+    const why =
+      snap.config.filterAclRulesPath === undefined
+        ? 'no filter-acl-rules-path is configured'
+        : `the ACL ${snap.config.filterAclRulesPath} cannot be loaded`;
+    log.error(
+      `${why}: EVERY REQUEST IS DENIED until a reload succeeds${text ? `\n${text}` : ''}`,
+    );
+    audit.write(
+      auditRecord('error', {
+        reason: `${why}: every request is denied until a reload succeeds`,
+        diagnostics: text || null,
+      }),
+    );
+  } else if (snap.config.explainAclRulesPath !== undefined && snap.explainAcl === null) {
+    log.error(
+      `the explain ACL ${snap.config.explainAclRulesPath} cannot be loaded: denials get the generic message until a reload succeeds${text ? `\n${text}` : ''}`,
+    );
+    audit.write(
+      auditRecord('error', {
+        reason: 'explain ACL cannot be loaded: denials get the generic message',
+        diagnostics: text || null,
+      }),
+    );
+  }
+}
