@@ -19,7 +19,11 @@ export interface RunOptions {
   keepStdinOpen?: boolean;
   /** Run as this user, with this primary group and the user's supplementary groups
    * (`setpriv --reuid --regid --init-groups`). */
-  user?: { name: string; group: string };
+  user?: {
+    name: string;
+    group: string /** Exactly these supplementary groups instead. */;
+    groups?: string;
+  };
   timeoutMs?: number;
 }
 
@@ -38,7 +42,7 @@ export function runCli(script: string, args: string[], opts: RunOptions = {}): P
           opts.user.name,
           '--regid',
           opts.user.group,
-          '--init-groups',
+          ...(opts.user.groups === undefined ? ['--init-groups'] : ['--groups', opts.user.groups]),
           '--',
           process.execPath,
           script,

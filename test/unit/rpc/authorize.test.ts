@@ -3,7 +3,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createAuthorizer, type PeerCred, requiredAccess, type RpcGroups } from '../../../rpc/authorize.js';
+import {
+  createAuthorizer,
+  type PeerCred,
+  type RpcGroups,
+  requiredAccess,
+} from '../../../rpc/authorize.js';
 import { createAccounts, parseGroupLine, parseProcStatus } from '../../../rpc/unix-accounts.js';
 
 // A fake system: /etc/passwd, /etc/group and /proc/PID/status under a temporary root.
@@ -45,7 +50,10 @@ const PROCS: Record<number, string> = {
   105: status(1004, 1004, [1004]),
 };
 
-const groups: RpcGroups = { trustedGroups: ['heloise', 'portailers', 'staff'], adminGroups: ['portail-admins'] };
+const groups: RpcGroups = {
+  trustedGroups: ['heloise', 'portailers', 'staff'],
+  adminGroups: ['portail-admins'],
+};
 
 const call = (method: string) => ({ method, parameters: {} });
 const READS = [
@@ -143,13 +151,27 @@ describe('authorization', () => {
   });
 
   it('numeric entries are gids; unknown group names are ignored', async () => {
-    assert.equal(await level({ pid: 103, uid: 1003, gid: 1003 }, { trustedGroups: ['1003'], adminGroups: ['no-such-group'] }), 'trusted');
-    assert.equal(await level({ pid: 103, uid: 1003, gid: 1003 }, { trustedGroups: ['no-such-group'], adminGroups: [] }), 'read');
+    assert.equal(
+      await level(
+        { pid: 103, uid: 1003, gid: 1003 },
+        { trustedGroups: ['1003'], adminGroups: ['no-such-group'] },
+      ),
+      'trusted',
+    );
+    assert.equal(
+      await level(
+        { pid: 103, uid: 1003, gid: 1003 },
+        { trustedGroups: ['no-such-group'], adminGroups: [] },
+      ),
+      'read',
+    );
   });
 
   it('follows the configuration when given as a function (reload)', async () => {
     let current: RpcGroups = { trustedGroups: [], adminGroups: [] };
-    const authorize = createAuthorizer(() => current, { accounts: createAccounts({ root, useGetent: false }) });
+    const authorize = createAuthorizer(() => current, {
+      accounts: createAccounts({ root, useGetent: false }),
+    });
     const alice = { pid: 100, uid: 1000, gid: 1000 };
     assert.equal(await authorize(alice, call('io.portail.Control.Reload')), false);
     current = groups;
@@ -159,14 +181,25 @@ describe('authorization', () => {
 
 describe('account file parsing', () => {
   it('parses /proc/PID/status credentials and rejects truncated ones', () => {
-    assert.deepEqual(parseProcStatus(status(5, 6, [7, 8])), { uids: [5, 5, 5, 5], gids: [6, 6, 6, 6], groups: [7, 8] });
-    assert.deepEqual(parseProcStatus('Uid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\t\n')?.groups, []);
+    assert.deepEqual(parseProcStatus(status(5, 6, [7, 8])), {
+      uids: [5, 5, 5, 5],
+      gids: [6, 6, 6, 6],
+      groups: [7, 8],
+    });
+    assert.deepEqual(
+      parseProcStatus('Uid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\t\n')?.groups,
+      [],
+    );
     assert.equal(parseProcStatus('Name:\tx\n'), undefined);
     assert.equal(parseProcStatus('Uid:\t1\nGid:\t2\n'), undefined);
   });
 
   it('parses group lines and rejects malformed ones', () => {
-    assert.deepEqual(parseGroupLine('staff:x:50:a, b,,c'), { name: 'staff', gid: 50, members: ['a', 'b', 'c'] });
+    assert.deepEqual(parseGroupLine('staff:x:50:a, b,,c'), {
+      name: 'staff',
+      gid: 50,
+      members: ['a', 'b', 'c'],
+    });
     assert.deepEqual(parseGroupLine('empty:x:51:'), { name: 'empty', gid: 51, members: [] });
     assert.equal(parseGroupLine('bad:x:notanumber:'), undefined);
     assert.equal(parseGroupLine('short:x'), undefined);
