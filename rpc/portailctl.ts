@@ -205,8 +205,14 @@ async function cmdConnect(g: Globals, host: string, portText: string): Promise<n
   const port = /^\d{1,5}$/.test(portText) ? Number(portText) : 0;
   if (port < 1 || port > 65535) throw new UsageError(`connect: invalid port "${portText}"`);
   // JSON output would corrupt the byte stream: errors go to stderr only.
-  const quiet = { ...g, json: false };
-  const proxy = proxyAddress(await call(quiet, 'io.portail.Control.Status'));
+  let status: Obj;
+  try {
+    status = await call(g, 'io.portail.Control.Status');
+  } catch (e) {
+    if (e instanceof Failure) throw new Failure(e.message, e.code);
+    throw e;
+  }
+  const proxy = proxyAddress(status);
   let tunnel: Awaited<ReturnType<typeof socks5Connect>>;
   try {
     tunnel = await socks5Connect(proxy.host, proxy.port, hp.host, port);

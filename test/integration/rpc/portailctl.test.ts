@@ -342,9 +342,20 @@ describe('portailctl connect', () => {
     assert.equal(r.code, 3);
     assert.match(r.stderr, /cannot reach the proxy/);
     srv.backend.statusInfo.listeners = [];
-    const none = await ctl(srv, ['connect', 'example.com', '22']);
+    // --json is ignored: stdout is the byte stream, even for an error.
+    const none = await ctl(srv, ['--json', 'connect', 'example.com', '22']);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /no proxy listener/);
+    assert.equal(none.stdout, '');
+    const noDaemon = await runCli(PORTAILCTL, [
+      '--socket',
+      join(srv.dir, 'absent'),
+      '--json',
+      'connect',
+      'example.com',
+      '22',
+    ]);
+    assert.deepEqual([noDaemon.code, noDaemon.stdout], [3, '']);
   });
 
   it('relays a server’s banner and exits when the server closes (ssh ProxyCommand)', async (t) => {
