@@ -35,8 +35,10 @@ export interface ControlServerOptions {
   /** GetInfo's answer; defaults from package.json. */
   info?: Partial<ServiceInfo>;
   maxMessageBytes?: number;
-  /** Connections beyond this are closed at once (default 256). */
+  /** Non-root connections beyond this are closed at once (default 256). */
   maxConnections?: number;
+  /** Connections of one non-root uid beyond this are closed at once (default 32). */
+  maxConnectionsPerUser?: number;
   /** A connection with no traffic for this long is closed (default 5 minutes). */
   idleTimeoutMs?: number;
 }
@@ -67,6 +69,7 @@ export function createControlServer(opts: ControlServerOptions): ControlServer {
   const getPeerCred = opts.getPeerCred ?? socketPeerCred;
   const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const maxConnections = opts.maxConnections ?? 256;
+  const maxConnectionsPerUser = opts.maxConnectionsPerUser ?? 32;
   const idleTimeoutMs = opts.idleTimeoutMs ?? 5 * 60_000;
   const connections = new Set<net.Socket>();
   const report = (err: unknown, call?: VarlinkCall) => {
@@ -153,26 +156,63 @@ export function createControlServer(opts: ControlServerOptions): ControlServer {
     return { parameters: out };
   }
 
-  function handleConnection(socket: net.Socket): void {
-    if (connections.size >= maxConnections) {
-      report(new Error(`control socket: more than ${maxConnections} connections, closing one`));
-      socket.destroy();
-      return;
-    }
-    connections.add(socket);
-    socket.on('close', () => connections.delete(socket));
-    socket.on('error', () => socket.destroy());
-    socket.setTimeout(idleTimeoutMs, () => socket.destroy());
+  // Non-root connections, in total and per uid: a local user must not be able to
+  // exhaust the socket and block root's `portailctl reload`. Root is never refused.
+  const perUid = new Map<number, number>();
+  let nonRoot = 0;
 
-    // SO_PEERCRED is fixed at connect(): read it once, before the peer can go away.
-    const credsReady: Promise<PeerCred | null> = (async () => {
+  function admit(socket: net.Socket, creds: PeerCred | null): boolean {
+    const uid = creds?.uid ?? -1;
+    if (uid === 0) return true;
+    const mine = perUid.get(uid) ?? 0;
+    if (nonRoot >= maxConnections || mine >= maxConnectionsPerUser) {
+      report(
+        new Error(
+          `control socket: connection from uid ${uid < 0 ? 'unknown' : uid} refused (${mine} open for that uid, ${nonRoot} in all)`,
+        ),
+      );
+      return false;
+    }
+    nonRoot++;
+    perUid.set(uid, mine + 1);
+    socket.once('close', () => {
+      nonRoot--;
+      const n = (perUid.get(uid) ?? 1) - 1;
+      if (n > 0) perUid.set(uid, n);
+      else perUid.delete(uid);
+    });
+    return true;
+  }
+
+  function handleConnection(socket: net.Socket): void {
+    socket.on('error', () => socket.destroy());
+    // Nothing is read before the caller is known and admitted.
+    socket.pause();
+    void (async () => {
+      // SO_PEERCRED is fixed at connect(): read it once, first.
+      let creds: PeerCred | null = null;
       try {
-        return await getPeerCred(socket);
+        creds = await getPeerCred(socket);
       } catch (e) {
         report(e);
-        return null;
       }
+      if (socket.destroyed) return;
+      if (!admit(socket, creds)) {
+        socket.destroy();
+        return;
+      }
+      serve(socket, creds);
     })();
+  }
+
+  function serve(socket: net.Socket, creds: PeerCred | null): void {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+    socket.setTimeout(idleTimeoutMs, () => {
+      // A call still running (a long reload) is not idleness.
+      if (busy) socket.setTimeout(idleTimeoutMs);
+      else socket.destroy();
+    });
 
     const decoder = new VarlinkDecoder(maxMessageBytes);
     const queue: Decoded[] = [];
@@ -198,7 +238,6 @@ export function createControlServer(opts: ControlServerOptions): ControlServer {
       if (busy) return;
       busy = true;
       try {
-        const creds = await credsReady;
         while (queue.length > 0 && !socket.destroyed) {
           const item = queue.shift() as Decoded;
           if (!item.ok) {
@@ -228,6 +267,7 @@ export function createControlServer(opts: ControlServerOptions): ControlServer {
       if (queue.length >= MAX_QUEUED) socket.pause();
       void pump();
     });
+    socket.resume();
     // A client that half-closes after its last call still gets its answers (when the
     // listening server allows half-open sockets, as bindControlSocket's does).
     socket.on('end', () => {

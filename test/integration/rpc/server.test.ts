@@ -643,21 +643,43 @@ describe('control server: load', () => {
     }
   });
 
-  it('closes connections beyond maxConnections', async () => {
-    const srv = await startServer({ getPeerCred: () => ROOT, maxConnections: 2 });
-    try {
-      const a = await RawClient.connect(srv.path);
-      const b = await RawClient.connect(srv.path);
-      await a.call('org.varlink.service.GetInfo');
-      await b.call('org.varlink.service.GetInfo');
+  it('limits non-root connections per uid and in total; root is never refused', async () => {
+    // Each connection's uid comes from a queue the test fills before connecting.
+    const uids: number[] = [];
+    const srv = await startServer({
+      getPeerCred: () => {
+        const uid = uids.shift() ?? 0;
+        return { pid: 1, uid, gid: uid };
+      },
+      maxConnections: 3,
+      maxConnectionsPerUser: 2,
+    });
+    const open = async (uid: number) => {
+      uids.push(uid);
       const c = await RawClient.connect(srv.path);
-      await c.waitClosed();
-      a.close();
+      try {
+        await c.call('org.varlink.service.GetInfo');
+      } catch {}
+      return c;
+    };
+    try {
+      const a1 = await open(1000);
+      const a2 = await open(1000);
+      const a3 = await open(1000);
+      assert.equal(a3.closed, true, 'third connection of one uid');
+      assert.equal(a1.closed || a2.closed, false);
+      const b1 = await open(1001);
+      assert.equal(b1.closed, false);
+      const c1 = await open(1002);
+      assert.equal(c1.closed, true, 'fourth non-root connection');
+      const roots = await Promise.all([open(0), open(0), open(0), open(0)]);
+      assert.ok(roots.every((r) => !r.closed));
+      assert.ok(srv.errors.some((e) => /uid 1000 refused/.test((e as Error).message)));
+      a1.close();
       await new Promise((r) => setTimeout(r, 50));
-      const d = await RawClient.connect(srv.path);
-      assert.ok((await d.call('org.varlink.service.GetInfo')).parameters);
-      b.close();
-      d.close();
+      const a4 = await open(1000);
+      assert.equal(a4.closed, false, 'a slot was freed');
+      for (const c of [a2, a4, b1, ...roots]) c.close();
     } finally {
       await srv.close();
     }
