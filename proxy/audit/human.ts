@@ -7,7 +7,11 @@ export function keyValues(fields: Record<string, unknown>): string {
   for (const [k, v] of Object.entries(fields)) {
     if (v === null || v === undefined) continue;
     if (Array.isArray(v) && v.length === 0) continue;
-    let text = Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v);
+    let text = Array.isArray(v)
+      ? v.join(',')
+      : typeof v === 'object'
+        ? JSON.stringify(v)
+        : String(v);
     if (text === '' || /[\s"=]/.test(text)) text = JSON.stringify(text);
     out.push(`${k}=${text}`);
   }

@@ -8,7 +8,11 @@
 import { existsSync } from 'node:fs';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { addon } from '../../systemd/addon.js';
-import { createJournalWriter, JOURNAL_SOCKET, journalFieldsFromRecord } from '../../systemd/journald.js';
+import {
+  createJournalWriter,
+  JOURNAL_SOCKET,
+  journalFieldsFromRecord,
+} from '../../systemd/journald.js';
 import type { AuditSink, LogLevel } from '../config/types.js';
 import { humanLine, keyValues } from './human.js';
 import { type AuditRecord, auditMessage } from './record.js';
@@ -46,7 +50,14 @@ export interface LoggingOptions {
   journaldAvailable?: () => boolean;
 }
 
-const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+const LEVELS: Record<string, number> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+};
 
 interface Stream {
   dest: DestinationStream & { flushSync?: () => void; reopen?: () => void };
@@ -124,7 +135,11 @@ export function createLogging(opts: LoggingOptions): Logging {
     const prio: Record<string, number> = { debug: 7, info: 6, warn: 4, error: 3 };
     const at = (level: string) => (m: string, f?: Record<string, unknown>) => {
       if ((LEVELS[level] ?? 30) < minLevel) return;
-      journal.write({ ...journalFieldsFromRecord(f ?? {}), MESSAGE: m, PRIORITY: prio[level] ?? 6 });
+      journal.write({
+        ...journalFieldsFromRecord(f ?? {}),
+        MESSAGE: m,
+        PRIORITY: prio[level] ?? 6,
+      });
     };
     log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
   } else {

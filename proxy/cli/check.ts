@@ -2,8 +2,14 @@
 // names (certificates, keys, known-hosts, GeoIP database) and both ACLs with their list
 // files. Exit 0 when valid (warnings are printed), 1 with every diagnostic otherwise.
 import { type Diagnostic, loadAclFile } from '../../acl-lang/index.js';
+import {
+  type Config,
+  ConfigError,
+  checkConfigFiles,
+  formatConfigError,
+  loadConfig,
+} from '../config/index.js';
 import { formatAllDiagnostics as formatDiagnostics } from '../state/diagnostics.js';
-import { type Config, ConfigError, checkConfigFiles, formatConfigError, loadConfig } from '../config/index.js';
 import { ACL_ATTRIBUTES, backendMap } from '../state/snapshot.js';
 
 export async function runCheck(opts: { config: string; json?: boolean }): Promise<number> {

@@ -2,12 +2,18 @@
 // sockets, then reload and graceful stop. Socket activation, sd_notify and the control
 // socket plug in here (systemd/, rpc/) without touching the data path.
 import net from 'node:net';
-import { type Logging, type LogPreset, createLogging } from '../audit/logging.js';
+import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
 import { ConfigError, formatConfigError, loadConfig } from '../config/index.js';
 import { createSocketTable } from '../context/socket-table.js';
 import { createProxyListener } from '../listen/listener.js';
-import { type DataPlane, createPipeline } from '../pipeline/pipeline.js';
-import { type ReloadResult, type ReloadTrigger, type State, createState, StartupError } from '../state/state.js';
+import { createPipeline, type DataPlane } from '../pipeline/pipeline.js';
+import {
+  createState,
+  type ReloadResult,
+  type ReloadTrigger,
+  StartupError,
+  type State,
+} from '../state/state.js';
 import { DEFAULT_PROXY_ADDRESS, listenOn, parseBindAddress } from './bind.js';
 
 /** SIGTERM/SIGINT: open relays get this long to finish before they are closed. */
@@ -48,15 +54,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     if (err instanceof ConfigError) throw new StartupError(formatConfigError(err));
     throw new StartupError(`${opts.config}: ${(err as Error).message}`);
   }
-  const binds = (opts.bindProxyAddress.length ? opts.bindProxyAddress : [DEFAULT_PROXY_ADDRESS]).map(
-    (a) => {
-      try {
-        return parseBindAddress(a);
-      } catch (err) {
-        throw new StartupError((err as Error).message);
-      }
-    },
-  );
+  const binds = (
+    opts.bindProxyAddress.length ? opts.bindProxyAddress : [DEFAULT_PROXY_ADDRESS]
+  ).map((a) => {
+    try {
+      return parseBindAddress(a);
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+  });
   const logging = createLogging({
     preset: opts.logPreset,
     audit: config.log.audit,
@@ -130,7 +136,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         pipeline.stopAccepting();
         state.close();
         const open = pipeline.active;
-        if (open > 0) log.info(`stopping: waiting up to ${grace} ms for ${open} open connection(s)`);
+        if (open > 0)
+          log.info(`stopping: waiting up to ${grace} ms for ${open} open connection(s)`);
         const drained = await Promise.race([pipeline.drain(grace), cutShort.then(() => false)]);
         if (!drained) {
           pipeline.closeAll('shutdown');

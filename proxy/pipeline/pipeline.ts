@@ -196,7 +196,12 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         err instanceof ConnectError ? err : new ConnectError('internal', (err as Error).message);
       closeRecord(
         d,
-        { bytesUp: 0, bytesDown: 0, durationMs: Date.now() - started, closeReason: 'connect_error' },
+        {
+          bytesUp: 0,
+          bytesDown: 0,
+          durationMs: Date.now() - started,
+          closeReason: 'connect_error',
+        },
         `${d.decision.reason}; ${e.message}`,
       );
       throw e;
@@ -225,7 +230,16 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
       } catch (err) {
         exit.stream.destroy();
         const why = `client gone before the reply: ${(err as Error).message}`;
-        closeRecord(d, { bytesUp: 0, bytesDown: 0, durationMs: Date.now() - started, closeReason: 'client_error' }, why);
+        closeRecord(
+          d,
+          {
+            bytesUp: 0,
+            bytesDown: 0,
+            durationMs: Date.now() - started,
+            closeReason: 'client_error',
+          },
+          why,
+        );
         return;
       }
       const entry: OpenEntry = {
@@ -240,7 +254,9 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         onClose(stats) {
           gone = true;
           if (r) registry.delete(r);
-          const newReason = entry.closedBy ? `after reload: ${entry.closedBy.decision.reason}` : undefined;
+          const newReason = entry.closedBy
+            ? `after reload: ${entry.closedBy.decision.reason}`
+            : undefined;
           closeRecord(d, stats, newReason);
           settled();
         },
@@ -273,7 +289,11 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         const e = err as ConnectError;
         return { ok: false, refusal: { reason: e.reason, message: e.message } };
       }
-      const entry: OpenEntry = { ctx: d.ctx, openValues: d.ctx.snapshot(), remoteIp: exit.remoteIp };
+      const entry: OpenEntry = {
+        ctx: d.ctx,
+        openValues: d.ctx.snapshot(),
+        remoteIp: exit.remoteIp,
+      };
       let closedBy: CloseReason | undefined;
       const handle = {
         close(reason: CloseReason) {
@@ -290,10 +310,16 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
           if (finished) return;
           finished = true;
           registry.delete(handle);
-          const newReason = entry.closedBy ? `after reload: ${entry.closedBy.decision.reason}` : undefined;
+          const newReason = entry.closedBy
+            ? `after reload: ${entry.closedBy.decision.reason}`
+            : undefined;
           closeRecord(
             d,
-            { ...stats, durationMs: Date.now() - started, closeReason: closedBy ?? stats.closeReason },
+            {
+              ...stats,
+              durationMs: Date.now() - started,
+              closeReason: closedBy ?? stats.closeReason,
+            },
             newReason,
           );
           settled();

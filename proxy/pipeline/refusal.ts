@@ -2,8 +2,9 @@
 // policy's name, or "no policy matched". With one, evaluated over the same context:
 // `allow` = the full explanation (failed requirements with the values seen), `deny` =
 // a generic message, `redirect "URI"` = point the user to that help page.
-import { type CompiledAcl, type Decision, evaluate } from '../../acl-lang/index.js';
+
 import { formatExplanation } from '../../acl-lang/explain.js';
+import { type CompiledAcl, type Decision, evaluate } from '../../acl-lang/index.js';
 import type { RequestContext } from '../context/request-context.js';
 import type { Refusal } from '../types.js';
 
@@ -40,7 +41,11 @@ export async function refusalFor(
     return { reason: 'denied', message: full };
   }
   if (e.action === 'redirect' && e.redirect !== undefined) {
-    return { reason: 'denied', message: `${GENERIC_DENIAL}: see ${e.redirect}`, redirect: e.redirect };
+    return {
+      reason: 'denied',
+      message: `${GENERIC_DENIAL}: see ${e.redirect}`,
+      redirect: e.redirect,
+    };
   }
   return { reason: 'denied', message: GENERIC_DENIAL };
 }

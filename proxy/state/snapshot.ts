@@ -4,9 +4,6 @@
 // the daemon half-reloaded (ARCHITECTURE.md "State").
 import type { Diagnostic } from '../../acl-lang/index.js';
 import { type CompiledAcl, loadAclFile } from '../../acl-lang/index.js';
-import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
-import { type DirectConnector, createDirectConnector } from '../connect/direct.js';
-import { type Resolver, createResolver } from '../connect/resolver.js';
 import {
   type BackendConfig,
   type Config,
@@ -15,7 +12,10 @@ import {
   formatConfigError,
   loadConfig,
 } from '../config/index.js';
+import { createDirectConnector, type DirectConnector } from '../connect/direct.js';
+import { createResolver, type Resolver } from '../connect/resolver.js';
 import { PROVIDED_ATTRIBUTES } from '../context/request-context.js';
+import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
 
 export interface SnapshotServices {
   resolver: Resolver;
@@ -120,7 +120,10 @@ export async function buildSnapshot(
   let resolver: Resolver;
   let direct: DirectConnector;
   try {
-    resolver = createResolver({ servers: [...config.dns.resolvers], timeoutMs: config.dns.timeoutMs });
+    resolver = createResolver({
+      servers: [...config.dns.resolvers],
+      timeoutMs: config.dns.timeoutMs,
+    });
     direct = createDirectConnector({
       resolver,
       connectTimeoutMs: config.connectTimeoutMs,

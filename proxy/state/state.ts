@@ -3,9 +3,10 @@
 // keeps that snapshot for its whole life; reload() builds the next one completely,
 // swaps, then lets listeners (the pipeline's re-evaluation of open relays) run before
 // it resolves, so "reloaded" means the new rules are in force everywhere.
-import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
+
 import type { AuditWriter, Log } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
+import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
 import { buildSnapshot, type Snapshot } from './snapshot.js';
 import { type AclWatcher, createAclWatcher } from './watch.js';
 
@@ -129,7 +130,8 @@ export async function createState(opts: StateOptions): Promise<State> {
     const prevDefault = prev.config.defaultBackend ?? null;
     const nextDefault = next.config.defaultBackend ?? null;
     if (prevDefault !== nextDefault) defaultBackend = nextDefault;
-    else if (defaultBackend !== null && !next.backends.has(defaultBackend)) defaultBackend = nextDefault;
+    else if (defaultBackend !== null && !next.backends.has(defaultBackend))
+      defaultBackend = nextDefault;
     snap = next;
     watchedExtra = [];
     const warnings = res.warnings.length ? formatDiagnostics(res.warnings) : '';
@@ -208,9 +210,7 @@ function reportStartAcl(snap: Snapshot, log: Log, audit: AuditWriter) {
       snap.config.filterAclRulesPath === undefined
         ? 'no filter-acl-rules-path is configured'
         : `the ACL ${snap.config.filterAclRulesPath} cannot be loaded`;
-    log.error(
-      `${why}: EVERY REQUEST IS DENIED until a reload succeeds${text ? `\n${text}` : ''}`,
-    );
+    log.error(`${why}: EVERY REQUEST IS DENIED until a reload succeeds${text ? `\n${text}` : ''}`);
     audit.write(
       auditRecord('error', {
         reason: `${why}: every request is denied until a reload succeeds`,

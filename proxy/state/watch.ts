@@ -54,7 +54,10 @@ export function createAclWatcher(
       for (const f of files) {
         const d = dirname(f);
         let names = wanted.get(d);
-        if (!names) wanted.set(d, (names = new Set()));
+        if (!names) {
+          names = new Set();
+          wanted.set(d, names);
+        }
         names.add(basename(f));
       }
       for (const [d, entry] of dirs) {
