@@ -1,0 +1,276 @@
+// The proxy listener: takes accepted sockets from any net.Server (bound by the daemon
+// or passed by systemd), detects the protocol from the first bytes without consuming
+// them, and hands the socket to its front-end. It owns the two limits every protocol
+// shares: the handshake deadline (first byte to complete request) and max-connections.
+// Nothing here blocks: an idle client costs one timer and a listener, never a wait.
+import type { Socket } from 'node:net';
+import type { CertFacts, ClientFacts, Pipeline } from '../types.js';
+import { answerAndClose, LINGER_MS } from './close.js';
+import { DETECT_MAX_BYTES, type DetectedProtocol, detectProtocol } from './detect.js';
+import { DEFAULT_LIMITS, type FrontEndContext, type HandshakeLimits } from './frontend.js';
+import { createHttp1FrontEnd } from './http1.js';
+import { createHttp2FrontEnd } from './http2.js';
+import { serveSocks5 } from './socks5.js';
+import { socketIp } from './target.js';
+
+export interface ProxyListenerOptions {
+  pipeline: Pipeline;
+  /** `handshake-timeout`: first byte through to the complete request. */
+  handshakeTimeoutMs: number;
+  /** `max-connections`: open client connections beyond which new ones are refused. */
+  maxConnections: number;
+  /** Unexpected failures (pipeline errors, bugs), for the daemon's log. Client misbehaviour is not reported. */
+  onError?: (err: Error, where: string) => void;
+  /** A connection refused because max-connections was reached (SPEC 3: "refused, logged"). */
+  onRefused?: (client: { ip: string; port: number }) => void;
+  /**
+   * TODO(tls): the TLS listener (gateway role, `[listener]` certificates) plugs in here:
+   * terminate TLS, then call handleSocket(tlsSocket, { auth: 'tls', cert }) so that the
+   * decrypted bytes are detected again (SPEC 4). Without it TLS connections are closed.
+   */
+  onTls?: (socket: Socket, client: ClientFacts) => void;
+  limits?: Partial<HandshakeLimits>;
+}
+
+export interface HandleOptions {
+  /** `tls` when the socket is a TLS connection whose client certificate was verified. */
+  auth?: ClientFacts['auth'];
+  cert?: CertFacts;
+}
+
+export interface ProxyListener {
+  handleSocket(socket: Socket, opts?: HandleOptions): void;
+  /** Client connections open now (handshaking, relaying, keep-alive). */
+  readonly active: number;
+  /** Connections handed to handleSocket so far. */
+  readonly accepted: number;
+  /** Connections refused because max-connections was reached. */
+  readonly refused: number;
+  /** Connections closed because their handshake did not complete in time. */
+  readonly handshakeTimeouts: number;
+  /** Destroys every open client connection (end of a graceful stop). */
+  closeAll(): void;
+}
+
+const OVERLOADED_MESSAGE = 'portail: too many connections, try again later\n';
+
+export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
+  const limits: HandshakeLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const timeoutMs = opts.handshakeTimeoutMs;
+  const http1 = createHttp1FrontEnd(limits, timeoutMs);
+  const http2 = createHttp2FrontEnd(limits, timeoutMs);
+  const open = new Set<Socket>();
+  let accepted = 0;
+  let refused = 0;
+  let handshakeTimeouts = 0;
+  /** Refused sockets still waiting for their answer to be read (bounded). */
+  let lingering = 0;
+
+  const reportError = (err: unknown, where: string) => {
+    if (!opts.onError) return;
+    try {
+      opts.onError(err instanceof Error ? err : new Error(String(err)), where);
+    } catch {
+      // a logger failing must not take a connection down
+    }
+  };
+
+  function handleSocket(socket: Socket, hopts: HandleOptions = {}): void {
+    accepted++;
+    // Client resets are routine; the listener stays the last line of defence against
+    // an unhandled 'error' whoever else listens.
+    socket.on('error', ignore);
+    if (socket.destroyed || socket.remoteAddress === undefined) {
+      socket.destroy();
+      return;
+    }
+    if (open.size >= opts.maxConnections) {
+      refused++;
+      try {
+        opts.onRefused?.({ ip: socketIp(socket.remoteAddress), port: socket.remotePort ?? 0 });
+      } catch {
+        // logging only
+      }
+      refuseOverloaded(socket);
+      return;
+    }
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+
+    const client: ClientFacts = {
+      ip: socketIp(socket.remoteAddress),
+      port: socket.remotePort ?? 0,
+      localIp: socketIp(socket.localAddress ?? ''),
+      localPort: socket.localPort ?? 0,
+      auth: hopts.auth ?? 'none',
+    };
+    let timer: NodeJS.Timeout | undefined;
+    let served = false;
+    const ctx: FrontEndContext = {
+      pipeline: opts.pipeline,
+      client,
+      cert: hopts.cert,
+      limits,
+      handshakeDone() {
+        served = true;
+        clearTimeout(timer);
+        timer = undefined;
+      },
+      handshakeStart() {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          // Only a first handshake counts: later ones are idle keep-alive connections.
+          if (!served) handshakeTimeouts++;
+          socket.destroy();
+        }, timeoutMs);
+        timer.unref();
+      },
+      reportError,
+    };
+    socket.once('close', () => clearTimeout(timer));
+    ctx.handshakeStart();
+
+    readHead(socket, (protocol, head) => {
+      socket.unshift(head);
+      try {
+        dispatch(protocol, socket, ctx);
+      } catch (err) {
+        reportError(err, `dispatch ${protocol}`);
+        socket.destroy();
+      }
+    });
+  }
+
+  function dispatch(protocol: DetectedProtocol, socket: Socket, ctx: FrontEndContext): void {
+    switch (protocol) {
+      case 'socks5':
+        serveSocks5(socket, ctx);
+        return;
+      case 'http2':
+        http2.serve(socket, ctx);
+        return;
+      case 'http1':
+        http1.serve(socket, ctx);
+        return;
+      case 'tls':
+        if (opts.onTls) {
+          ctx.handshakeDone();
+          opts.onTls(socket, ctx.client);
+        } else {
+          socket.destroy();
+        }
+        return;
+    }
+  }
+
+  /**
+   * Over max-connections: answer in the client's protocol when its first bytes arrive
+   * soon (cheap), else close. SOCKS5 gets a general-failure reply, HTTP a 503, HTTP/2
+   * a GOAWAY; lingering sockets are bounded so that a flood costs nothing more.
+   */
+  function refuseOverloaded(socket: Socket): void {
+    if (lingering >= Math.max(64, opts.maxConnections)) {
+      socket.destroy();
+      return;
+    }
+    lingering++;
+    socket.once('close', () => lingering--);
+    const timer = setTimeout(() => socket.destroy(), Math.min(timeoutMs, LINGER_MS));
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+    readHead(socket, (protocol, head) => {
+      answerAndClose(socket, overloadedAnswer(protocol, head));
+    });
+  }
+
+  return {
+    handleSocket,
+    get active() {
+      return open.size;
+    },
+    get accepted() {
+      return accepted;
+    },
+    get refused() {
+      return refused;
+    },
+    get handshakeTimeouts() {
+      return handshakeTimeouts;
+    },
+    closeAll() {
+      http2.close();
+      for (const s of open) s.destroy();
+    },
+  };
+}
+
+/**
+ * Reads until the protocol is known (at most 24 bytes matter), in paused mode so that
+ * nothing is lost: the caller unshifts what was read. A client that closes first is
+ * closed.
+ */
+function readHead(socket: Socket, then: (protocol: DetectedProtocol, head: Buffer) => void): void {
+  let head: Buffer = Buffer.alloc(0);
+  const stop = () => {
+    socket.removeListener('readable', onReadable);
+    socket.removeListener('end', onEnd);
+  };
+  const onEnd = () => {
+    stop();
+    socket.destroy();
+  };
+  function onReadable() {
+    for (;;) {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk === null) return;
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const protocol = detectProtocol(head.subarray(0, DETECT_MAX_BYTES));
+      if (protocol !== undefined) {
+        stop();
+        then(protocol, head);
+        return;
+      }
+    }
+  }
+  socket.on('readable', onReadable);
+  socket.on('end', onEnd);
+}
+
+function overloadedAnswer(protocol: DetectedProtocol, head: Buffer): Buffer | undefined {
+  switch (protocol) {
+    case 'socks5': {
+      // Method negotiation must succeed before a reply code can be sent.
+      const count = head[1] ?? 0;
+      const offered = head.subarray(2, 2 + count);
+      if (head.length < 2 + count || count === 0 || !offered.includes(0x00)) {
+        return Buffer.from([0x05, 0xff]);
+      }
+      return Buffer.from([0x05, 0x00, 0x05, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0, 0]);
+    }
+    case 'http2':
+      return http2Goaway();
+    case 'http1':
+      return Buffer.from(
+        'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+          `Content-Length: ${Buffer.byteLength(OVERLOADED_MESSAGE)}\r\nRetry-After: 1\r\n` +
+          `Connection: close\r\n\r\n${OVERLOADED_MESSAGE}`,
+        'latin1',
+      );
+    default:
+      return undefined;
+  }
+}
+
+/** Server preface (empty SETTINGS) then GOAWAY(last stream 0, REFUSED_STREAM): no stream was processed. */
+function http2Goaway(): Buffer {
+  const settings = Buffer.from([0, 0, 0, 0x04, 0, 0, 0, 0, 0]);
+  const goaway = Buffer.alloc(9 + 8);
+  goaway.writeUIntBE(8, 0, 3);
+  goaway[3] = 0x07; // GOAWAY
+  goaway.writeUInt32BE(0, 5); // stream 0
+  goaway.writeUInt32BE(0, 9); // last stream id
+  goaway.writeUInt32BE(0x07, 13); // REFUSED_STREAM
+  return Buffer.concat([settings, goaway]);
+}
+
+function ignore() {}
