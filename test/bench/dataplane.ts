@@ -1,0 +1,536 @@
+// Data-plane benchmark: portail against the SOCKS5 servers people would otherwise use
+// (dante, microsocks) and against no proxy at all, from an nginx origin on loopback,
+// interleaved in one run so that every row sees the same machine state.
+//
+//   npm run bench:dataplane              (build first; or node dist/test/bench/dataplane.js)
+//   node dist/test/bench/dataplane.js --quick      smaller sizes, a smoke run (~1 min)
+//   … --only=dante,microsocks   … --json=FILE
+//
+// Figures: single-stream throughput of a 1 GiB download (curl --socks5-hostname) and the
+// proxy's CPU-seconds per GiB (all its processes, from /proc); the same with 8 parallel
+// streams; connection set-up time p50/p99 over 500 sequential connections, timed by a
+// Node client (SOCKS5 handshake + CONNECT + first response byte); memory per idle relay
+// with 2,000 open relays. See docs/performance.md.
+import { spawn } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
+import type net from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  freePort,
+  groupCpuSeconds,
+  groupMembers,
+  type Started,
+  sleep,
+  startDante,
+  startMicrosocks,
+  startNginx,
+  startProcess,
+  stopAll,
+  tmpDir,
+  which,
+} from '../harness/index.js';
+import { type Endpoint, socksConnect, timeFirstByte } from './lib/socks5-client.js';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+interface Settings {
+  streamBytes: number;
+  parallelStreams: number;
+  parallelBytesEach: number;
+  throughputRounds: number;
+  setupConnections: number;
+  setupWarmup: number;
+  idleRelays: number;
+}
+const FULL: Settings = {
+  streamBytes: GiB,
+  parallelStreams: 8,
+  parallelBytesEach: 256 * MiB,
+  throughputRounds: 3,
+  setupConnections: 500,
+  setupWarmup: 50,
+  idleRelays: 2000,
+};
+const QUICK: Settings = {
+  streamBytes: 256 * MiB,
+  parallelStreams: 8,
+  parallelBytesEach: 32 * MiB,
+  throughputRounds: 1,
+  setupConnections: 100,
+  setupWarmup: 10,
+  idleRelays: 200,
+};
+
+interface Proxy {
+  name: string;
+  /** undefined for the "direct" row. */
+  endpoint?: Endpoint;
+  /** Process group whose CPU and memory are the proxy's. */
+  pgid?: number;
+  /** Why the row has no figures ("portail: not available yet"). */
+  unavailable?: string;
+  /** Which measurements this row takes part in. */
+  roles: Set<'throughput' | 'setup' | 'idle'>;
+  res: Results;
+}
+
+interface Results {
+  t1: number[];
+  c1: number[];
+  t8: number[];
+  c8: number[];
+  setup: number[];
+  idle?: { rssKiB: number; pssKiB: number };
+}
+const noResults = (): Results => ({ t1: [], c1: [], t8: [], c8: [], setup: [] });
+
+interface Row {
+  name: string;
+  note?: string;
+  mbps1?: number;
+  cpu1?: number;
+  mbps8?: number;
+  cpu8?: number;
+  p50?: number;
+  p99?: number;
+  idleKiB?: number;
+  idlePssKiB?: number;
+}
+
+function parseArgs() {
+  const args = process.argv.slice(2);
+  const get = (k: string) => args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3);
+  return {
+    quick: args.includes('--quick'),
+    only: get('only')?.split(','),
+    json: get('json'),
+  };
+}
+
+function median(xs: number[]): number | undefined {
+  if (!xs.length) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+function percentile(xs: number[], p: number): number | undefined {
+  if (!xs.length) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
+
+/** Sum of the group's proportional set sizes (shared pages split between its processes). */
+function groupPssBytes(pgid: number): number {
+  let sum = 0;
+  for (const m of groupMembers(pgid)) {
+    try {
+      const text = readFileSync(`/proc/${m.pid}/smaps_rollup`, 'utf8');
+      const kb = /^Pss:\s+(\d+) kB/m.exec(text);
+      sum += kb ? Number(kb[1]) * 1024 : m.rssBytes;
+    } catch {
+      sum += m.rssBytes;
+    }
+  }
+  return sum;
+}
+
+function groupRss(pgid: number): number {
+  return groupMembers(pgid).reduce((s, m) => s + m.rssBytes, 0);
+}
+
+/** One curl download; resolves with the bytes received (checked against the size). */
+function curlDownload(proxy: Endpoint | undefined, url: string, expect: number): Promise<number> {
+  const args = ['-sS', '-o', '/dev/null', '-w', '%{size_download}', '--max-time', '600'];
+  if (proxy) args.push('--socks5-hostname', `${proxy.host}:${proxy.port}`);
+  args.push(url);
+  return new Promise((resolve, reject) => {
+    const c = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => {
+      out += d;
+    });
+    c.stderr.on('data', (d) => {
+      err += d;
+    });
+    c.once('error', reject);
+    c.once('close', (code) => {
+      const n = Number(out.trim());
+      if (code !== 0 || n !== expect) {
+        reject(new Error(`curl exited ${code}, ${n} of ${expect} bytes: ${err.trim()}`));
+      } else resolve(n);
+    });
+  });
+}
+
+/** Throughput (MB/s, 10^6) and the proxy's CPU-seconds per GiB for `streams` parallel downloads. */
+async function throughput(
+  p: Proxy,
+  url: string,
+  streams: number,
+  bytesEach: number,
+): Promise<{ mbps: number; cpuPerGiB?: number }> {
+  const cpu0 = p.pgid ? groupCpuSeconds(p.pgid) : 0;
+  const t0 = process.hrtime.bigint();
+  const got = await Promise.all(
+    Array.from({ length: streams }, () => curlDownload(p.endpoint, url, bytesEach)),
+  );
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const bytes = got.reduce((a, b) => a + b, 0);
+  const cpu = p.pgid ? groupCpuSeconds(p.pgid) - cpu0 : undefined;
+  return {
+    mbps: bytes / 1e6 / secs,
+    cpuPerGiB: cpu === undefined ? undefined : cpu / (bytes / GiB),
+  };
+}
+
+/** Opens `n` idle relays (handshake done, no data) and returns memory per relay. */
+async function idleMemory(
+  p: Proxy,
+  origin: Endpoint,
+  n: number,
+): Promise<{ rssKiB: number; pssKiB: number }> {
+  const pgid = p.pgid as number;
+  const endpoint = p.endpoint as Endpoint;
+  // Warm the proxy's pools and allocator first, so that the delta is per relay.
+  const warm = await openMany(endpoint, origin, 50);
+  closeAll(warm);
+  await sleep(500);
+  const rss0 = groupRss(pgid);
+  const pss0 = groupPssBytes(pgid);
+  const socks = await openMany(endpoint, origin, n);
+  await sleep(1000); // let the proxy finish its own per-connection work
+  const rss1 = groupRss(pgid);
+  const pss1 = groupPssBytes(pgid);
+  closeAll(socks);
+  await sleep(1000);
+  return { rssKiB: (rss1 - rss0) / 1024 / n, pssKiB: (pss1 - pss0) / 1024 / n };
+}
+
+async function openMany(proxy: Endpoint, origin: Endpoint, n: number): Promise<net.Socket[]> {
+  const out: net.Socket[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      next++;
+      out.push(await socksConnect(proxy, origin));
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: 32 }, worker));
+  } catch (e) {
+    closeAll(out);
+    throw e;
+  }
+  return out;
+}
+
+function closeAll(socks: net.Socket[]) {
+  for (const s of socks) s.destroy();
+}
+
+/** portail from this checkout's build, or why not. */
+async function startPortail(
+  name: string,
+  acl: string,
+  origin: Endpoint,
+): Promise<{ proxy: Endpoint; started: Started } | string> {
+  const cli = join(fileURLToPath(new URL('../../proxy/cli/portail.js', import.meta.url)));
+  if (!existsSync(cli)) return `${cli} not built`;
+  const dir = tmpDir(undefined, 'portail-bench-');
+  writeFileSync(join(dir, 'filter.acl'), acl);
+  writeFileSync(
+    join(dir, 'portail.toml'),
+    [
+      '# generated by test/bench/dataplane.ts',
+      'filter-acl-rules-path = "filter.acl"',
+      'watch-acl = false',
+      'max-connections = 10000',
+      '',
+      '[log]',
+      `audit = "file:${join(dir, 'audit.jsonl')}"`,
+      'level = "warn"',
+      '',
+    ].join('\n'),
+  );
+  const port = await freePort();
+  let started: Started;
+  try {
+    started = await startProcess(
+      process.execPath,
+      [
+        cli,
+        'daemon',
+        '--config',
+        join(dir, 'portail.toml'),
+        '--bind-proxy-address',
+        `127.0.0.1:${port}`,
+      ],
+      { readyWhen: port, timeoutMs: 15_000, name },
+    );
+  } catch (e) {
+    return (e as Error).message.split('\n').slice(0, 3).join(' ');
+  }
+  const proxy = { host: '127.0.0.1', port };
+  try {
+    await timeFirstByte(proxy, origin); // does it relay at all?
+  } catch (e) {
+    await started.stop();
+    return `does not relay yet (${(e as Error).message})`;
+  }
+  return { proxy, started };
+}
+
+/** The set-up ACL: 1,000 policies of the usual shapes, none matching the origin but the last. */
+function thousandPolicies(): string {
+  const out: string[] = [
+    '# generated by test/bench/dataplane.ts: 999 non-matching policies, then allow',
+  ];
+  for (let i = 0; i < 999; i++) {
+    if (i % 3 === 0) {
+      out.push(
+        `policy exact${i} {\n  when host == "h${i}.corp.example.com" and port == 443\n  action allow\n}`,
+      );
+    } else if (i % 3 === 1) {
+      out.push(
+        `policy suffix${i} {\n  when host =~ "\\.svc${i}\\.example\\.org$"\n  action deny\n}`,
+      );
+    } else {
+      out.push(
+        `policy set${i} {\n  when host in [".z${i}.example.net", "w${i}.example.net"] and port != 22\n  action allow\n}`,
+      );
+    }
+  }
+  out.push('policy allow_rest {\n  action allow\n}');
+  return `${out.join('\n')}\n`;
+}
+
+const fmt = (x: number | undefined, digits = 0) => (x === undefined ? '—' : x.toFixed(digits));
+
+function printTable(rows: Row[], s: Settings) {
+  const head = [
+    'proxy',
+    `1 stream MB/s`,
+    'CPU s/GiB',
+    `${s.parallelStreams} streams MB/s`,
+    'CPU s/GiB',
+    'set-up p50 ms',
+    'p99 ms',
+    'RSS KiB/idle relay',
+    '(PSS)',
+  ];
+  const lines = rows.map((r) =>
+    r.note
+      ? [r.name, r.note]
+      : [
+          r.name,
+          fmt(r.mbps1),
+          fmt(r.cpu1, 2),
+          fmt(r.mbps8),
+          fmt(r.cpu8, 2),
+          fmt(r.p50, 3),
+          fmt(r.p99, 3),
+          fmt(r.idleKiB, 1),
+          fmt(r.idlePssKiB, 1),
+        ],
+  );
+  console.log(`| ${head.join(' | ')} |`);
+  console.log(`|${head.map(() => '---').join('|')}|`);
+  for (const l of lines) console.log(`| ${l.join(' | ')} |`);
+}
+
+function printRatios(rows: Row[]) {
+  const dante = rows.find((r) => r.name === 'dante');
+  const peers = rows.filter((r) => r.name === 'dante' || r.name === 'microsocks');
+  const bestPeerP50 = Math.min(...peers.map((r) => r.p50 ?? Number.POSITIVE_INFINITY));
+  console.log('\nRatios vs dante (targets for portail: throughput ≥ 1.0×, CPU/GiB ≤ 1.0×,');
+  console.log('set-up p50 ≤ best peer, p99 < 2.5 ms, ≤ 12 KB RSS per idle relay):');
+  const ratio = (a?: number, b?: number) =>
+    a === undefined || b === undefined || b === 0 ? '—' : `${(a / b).toFixed(2)}×`;
+  for (const r of rows) {
+    if (r.note || r.name === 'dante' || r.name === 'direct') continue;
+    const parts: string[] = [];
+    if (r.mbps1 !== undefined) {
+      parts.push(
+        `throughput ${ratio(r.mbps1, dante?.mbps1)} (1) ${ratio(r.mbps8, dante?.mbps8)} (8)`,
+        `CPU/GiB ${ratio(r.cpu1, dante?.cpu1)} (1) ${ratio(r.cpu8, dante?.cpu8)} (8)`,
+      );
+    }
+    if (r.name.startsWith('portail')) {
+      const has = (...xs: (number | undefined)[]) => xs.every((x) => x !== undefined);
+      const checks: [string, boolean][] = [];
+      if (has(r.mbps1, dante?.mbps1, r.mbps8, dante?.mbps8))
+        checks.push([
+          'throughput',
+          (r.mbps1 ?? 0) >= (dante?.mbps1 ?? 0) && (r.mbps8 ?? 0) >= (dante?.mbps8 ?? 0),
+        ]);
+      if (has(r.cpu1, dante?.cpu1, r.cpu8, dante?.cpu8))
+        checks.push([
+          'CPU/GiB',
+          (r.cpu1 ?? 0) <= (dante?.cpu1 ?? 0) && (r.cpu8 ?? 0) <= (dante?.cpu8 ?? 0),
+        ]);
+      if (has(r.p50)) checks.push(['set-up p50', (r.p50 ?? 0) <= bestPeerP50]);
+      if (has(r.p99)) checks.push(['set-up p99', (r.p99 ?? 0) < 2.5]);
+      if (has(r.idleKiB)) checks.push(['idle relay', (r.idleKiB ?? 0) * 1024 <= 12_000]);
+      parts.push(`targets: ${checks.map(([k, ok]) => `${k} ${ok ? 'ok' : 'MISSED'}`).join(', ')}`);
+    }
+    console.log(`  ${r.name}: ${parts.join('; ')}`);
+  }
+}
+
+async function main() {
+  const opts = parseArgs();
+  const s = opts.quick ? QUICK : FULL;
+  for (const tool of ['nginx', 'curl', 'danted', 'microsocks']) {
+    if (!which(tool)) {
+      console.error(`dataplane: needs ${tool} (sudo .ci/install-packages.sh installs everything)`);
+      process.exit(1);
+    }
+  }
+  const want = (n: string) => !opts.only || opts.only.some((o) => n.startsWith(o));
+
+  // The origin: nginx serving a sparse file (zero pages from the page cache: the disk
+  // is never the bottleneck) and /__peer for the set-up test.
+  const root = tmpDir(undefined, 'portail-bench-www-');
+  for (const [name, size] of [
+    ['stream.bin', s.streamBytes],
+    ['part.bin', s.parallelBytesEach],
+  ] as const) {
+    const fd = openSync(join(root, name), 'w');
+    ftruncateSync(fd, size);
+    closeSync(fd);
+  }
+  const nginx = await startNginx({ root, workers: 'auto' });
+  const origin = { host: '127.0.0.1', port: nginx.port };
+
+  const proxies: Proxy[] = [];
+  const all = new Set(['throughput', 'setup', 'idle'] as const);
+  if (want('direct'))
+    proxies.push({ name: 'direct', roles: new Set(['throughput', 'setup']), res: noResults() });
+  for (const [name, acl, roles] of [
+    ['portail', 'policy allow_all {\n  action allow\n}\n', all],
+    ['portail (1,000 policies)', thousandPolicies(), new Set(['setup'] as const)],
+  ] as const) {
+    if (!want(name)) continue;
+    const r = await startPortail(name, acl, origin);
+    if (typeof r === 'string') {
+      proxies.push({
+        name,
+        unavailable: `portail: not available yet (${r})`,
+        roles: new Set(),
+        res: noResults(),
+      });
+    } else {
+      proxies.push({
+        name,
+        endpoint: r.proxy,
+        pgid: r.started.pid,
+        roles: new Set(roles),
+        res: noResults(),
+      });
+    }
+  }
+  if (want('dante')) {
+    const d = await startDante({ outgoingAddress: '127.0.0.1' });
+    proxies.push({ name: 'dante', endpoint: d, pgid: d.pid, roles: all, res: noResults() });
+  }
+  if (want('microsocks')) {
+    const m = await startMicrosocks({});
+    proxies.push({ name: 'microsocks', endpoint: m, pgid: m.pid, roles: all, res: noResults() });
+  }
+  const live = proxies.filter((p) => !p.unavailable);
+  const log = (m: string) => console.error(`[dataplane] ${m}`);
+  log(
+    `origin nginx on ${origin.port}; proxies: ${proxies.map((p) => p.name + (p.unavailable ? ' (unavailable)' : '')).join(', ')}`,
+  );
+
+  // Warm-up: the first read of a sparse file fills the page cache and runs at a fraction
+  // of the speed of the next ones; no row should pay for that.
+  await curlDownload(undefined, nginx.url('/stream.bin'), s.streamBytes);
+  await curlDownload(undefined, nginx.url('/part.bin'), s.parallelBytesEach);
+
+  // Throughput, interleaved: each round runs every proxy, in a rotated order.
+  const tp = live.filter((p) => p.roles.has('throughput'));
+  for (let round = 0; round < s.throughputRounds; round++) {
+    for (let i = 0; i < tp.length; i++) {
+      const p = tp[(i + round) % tp.length] as Proxy;
+      const r = p.res;
+      const one = await throughput(p, nginx.url('/stream.bin'), 1, s.streamBytes);
+      r.t1.push(one.mbps);
+      if (one.cpuPerGiB !== undefined) r.c1.push(one.cpuPerGiB);
+      const par = await throughput(
+        p,
+        nginx.url('/part.bin'),
+        s.parallelStreams,
+        s.parallelBytesEach,
+      );
+      r.t8.push(par.mbps);
+      if (par.cpuPerGiB !== undefined) r.c8.push(par.cpuPerGiB);
+      log(
+        `round ${round + 1} ${p.name}: ${one.mbps.toFixed(0)} MB/s (1), ${par.mbps.toFixed(0)} MB/s (${s.parallelStreams})`,
+      );
+    }
+  }
+
+  // Set-up time: sequential connections, interleaved in slices of 50.
+  const su = live.filter((p) => p.roles.has('setup'));
+  for (const p of su)
+    for (let i = 0; i < s.setupWarmup; i++) await timeFirstByte(p.endpoint, origin);
+  const slice = Math.min(50, s.setupConnections);
+  for (let done = 0; done < s.setupConnections; done += slice) {
+    for (const p of su) {
+      const r = p.res;
+      for (let i = 0; i < slice; i++) r.setup.push(await timeFirstByte(p.endpoint, origin));
+    }
+  }
+  log('set-up times done');
+
+  // Memory per idle relay: one proxy at a time (the others idle, their memory not counted).
+  for (const p of live.filter((x) => x.roles.has('idle'))) {
+    try {
+      p.res.idle = await idleMemory(p, origin, s.idleRelays);
+      log(`idle relays ${p.name} done`);
+    } catch (e) {
+      log(`idle relays ${p.name} failed: ${(e as Error).message}`);
+    }
+  }
+
+  const rows: Row[] = proxies.map((p) => {
+    if (p.unavailable) return { name: p.name, note: p.unavailable };
+    const r = p.res;
+    return {
+      name: p.name,
+      mbps1: median(r.t1),
+      cpu1: median(r.c1),
+      mbps8: median(r.t8),
+      cpu8: median(r.c8),
+      p50: percentile(r.setup, 50),
+      p99: percentile(r.setup, 99),
+      idleKiB: r.idle?.rssKiB,
+      idlePssKiB: r.idle?.pssKiB,
+    };
+  });
+  console.log(
+    `\nData plane (${opts.quick ? 'quick' : 'full'}: 1 stream of ${s.streamBytes / MiB} MiB, ${s.parallelStreams}×${s.parallelBytesEach / MiB} MiB, median of ${s.throughputRounds} rounds; ${s.setupConnections} set-ups; ${s.idleRelays} idle relays), Node ${process.version}\n`,
+  );
+  printTable(rows, s);
+  printRatios(rows);
+  if (opts.json) writeFileSync(opts.json, `${JSON.stringify({ settings: s, rows }, null, 2)}\n`);
+}
+
+main()
+  .catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAll());
