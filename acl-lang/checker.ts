@@ -15,7 +15,16 @@ import type {
   StringLit,
 } from './ast.js';
 import { LineIndex, makeDiagnostic } from './diagnostics.js';
-import type { HClause, HCmp, HExpr, Hir, HOperand, HPolicy, HRoute } from './hir.js';
+import {
+  type HClause,
+  type HCmp,
+  type HExpr,
+  type Hir,
+  type HOperand,
+  type HPolicy,
+  type HRoute,
+  numKey,
+} from './hir.js';
 import type { ListEntry } from './lists.js';
 import { normalizeHost } from './normalize.js';
 import { CidrSet, HostSet, parseIp } from './sets.js';
@@ -105,16 +114,19 @@ function adderFor(type: AttrType | undefined): SetBuilder {
     }
     case 'number':
     case 'duration': {
-      const set = new Set<number>();
+      const set = new Set<string>();
       return {
         add: (v, kind) => {
-          if ((kind === 'int' || kind === 'string') && /^-?\d{1,16}$/.test(v)) set.add(Number(v));
-          else if (
+          if ((kind === 'int' || kind === 'string') && /^-?\d+$/.test(v)) {
+            const n = BigInt(v);
+            if (n > I64_MAX || n < -I64_MAX) return `integer ${v} is out of range`;
+            set.add(numKey(n));
+          } else if (
             type === 'duration' &&
             (kind === 'duration' || kind === 'string') &&
             /^\d+(ms|wk|s|m|h|d|w)$/.test(v)
           ) {
-            set.add(durationSeconds(v));
+            set.add(numKey(durationSeconds(v)));
           } else return type === 'number' ? 'not an integer' : 'not a duration';
           return null;
         },

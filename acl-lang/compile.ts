@@ -2,7 +2,15 @@
 // three-valued result; policies and routes are indexed by the hostnames their `when`
 // pins, so that 100,000 host-specific policies cost a few hash lookups while the
 // first-match order stays exactly the file order.
-import type { HCmp, HExpr, Hir, HOperand, HPolicy, HRoute } from './hir.js';
+import {
+  type HCmp,
+  type HExpr,
+  type Hir,
+  type HOperand,
+  type HPolicy,
+  type HRoute,
+  numKey,
+} from './hir.js';
 import { normalizeHost } from './normalize.js';
 import { type HostSet, parseIp, sameIp } from './sets.js';
 import type { AclContext, AttrValue } from './types.js';
@@ -97,9 +105,11 @@ function compareValue(c: HCmp, raw: AttrValue): Tri {
       if (o.k !== 'regex') return U;
       const neg = c.op === '!~';
       if (isList(raw)) {
+        if (t !== 'list' && t !== undefined) return U;
         const any = raw.some((s) => o.re.test(s));
         return tri(neg ? !any : any);
       }
+      if (t === 'list') return U;
       const s = t === 'hostname' ? hostValue(raw) : typeof raw === 'string' ? raw : undefined;
       if (s === undefined) return U;
       const m = o.re.test(s);
@@ -118,7 +128,8 @@ function compareValue(c: HCmp, raw: AttrValue): Tri {
 function equals(o: HOperand, t: HCmp['type'], raw: AttrValue): Tri {
   switch (o.k) {
     case 'str': {
-      if (isList(raw)) return tri(raw.includes(o.v));
+      if (isList(raw)) return t === 'list' || t === undefined ? tri(raw.includes(o.v)) : U;
+      if (t === 'list') return U;
       if (t === 'hostname') {
         const h = hostValue(raw);
         return h === undefined ? U : tri(h === o.v);
@@ -155,13 +166,16 @@ function inSet(o: HOperand, t: HCmp['type'], raw: AttrValue): Tri {
     }
     case 'numset': {
       const n = numValue(raw);
-      return n === undefined ? U : tri(o.set.has(Number(n)));
+      return n === undefined ? U : tri(o.set.has(numKey(n)));
     }
     case 'strset': {
-      if (isList(raw)) return tri(raw.some((s) => o.set.has(s)));
-      if (typeof raw === 'string')
-        return tri(o.set.has(t === 'hostname' ? (hostValue(raw) ?? raw) : raw));
-      if (typeof raw === 'number' || typeof raw === 'bigint') return tri(o.set.has(String(raw)));
+      // A value of the wrong run-time type for a known attribute is unknown (SPEC 5.3).
+      if (isList(raw)) return t === 'list' || t === undefined ? tri(raw.some((s) => o.set.has(s))) : U;
+      if (t === 'list') return U;
+      if (typeof raw === 'string') return tri(o.set.has(raw));
+      if (t === undefined && (typeof raw === 'number' || typeof raw === 'bigint')) {
+        return tri(o.set.has(String(raw)));
+      }
       return U;
     }
     default:

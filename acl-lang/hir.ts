@@ -13,7 +13,8 @@ export type HOperand =
   | { k: 'hostset'; set: HostSet }
   | { k: 'cidrset'; set: CidrSet }
   | { k: 'strset'; set: ReadonlySet<string> }
-  | { k: 'numset'; set: ReadonlySet<number> };
+  /** Numbers by exact canonical text (numKey), so 64-bit integers keep their precision. */
+  | { k: 'numset'; set: ReadonlySet<string> };
 
 export interface HCmp {
   kind: 'cmp';
@@ -58,4 +59,10 @@ export interface Hir {
   routes: HRoute[];
   /** Every attribute name the rules reference. */
   attributes: Set<string>;
+}
+
+/** Canonical text of a number for set membership: integers exactly, others as JS text. */
+export function numKey(n: number | bigint): string {
+  if (typeof n === 'bigint') return n.toString();
+  return Number.isInteger(n) ? BigInt(n).toString() : String(n);
 }

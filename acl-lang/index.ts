@@ -5,11 +5,11 @@ export type { CompiledAcl } from './compile.js';
 export { formatDiagnostic, formatDiagnostics } from './diagnostics.js';
 export { evaluate } from './evaluate.js';
 export { formatExplanation, formatValue } from './explain.js';
-export { parseAcl } from './parse.js';
-export { printAcl } from './print.js';
 export type { LoadOptions, LoadResult } from './load.js';
 export { compileAclSource, loadAclFile } from './load.js';
 export { normalizeHost } from './normalize.js';
+export { parseAcl } from './parse.js';
+export { printAcl } from './print.js';
 export type {
   AclContext,
   ActionKind,

@@ -47,7 +47,7 @@ function unterminated(source: string, offset: number): boolean {
 }
 
 function startsBlock(source: string, offset: number): boolean {
-  return /^(policy|route)(?![A-Za-z0-9_])/.test(source.slice(offset, offset + 7));
+  return /^(policy|route)(?![A-Za-z0-9_.])/.test(source.slice(offset, offset + 7));
 }
 
 function describeFound(source: string, offset: number): string {
@@ -57,7 +57,8 @@ function describeFound(source: string, offset: number): string {
   return /^\s$/.test(tok) ? 'end of line' : `\`${tok}\``;
 }
 
-const BLOCK_START = /(^|\n)([ \t]*)(policy|route)(?![A-Za-z0-9_])/g;
+// `route.local == …` on a line of its own is an attribute, not a block: exclude `.`.
+const BLOCK_START = /(^|\n)([ \t]*)(policy|route)(?![A-Za-z0-9_.])/g;
 
 /** Offsets where a `policy`/`route` keyword starts a line. */
 function blockStarts(source: string): number[] {
