@@ -1,7 +1,7 @@
 // Build: compile the ACL grammar with Peggy, type-check and compile TypeScript, and
 // copy the generated parser next to the compiled code. One command, no globals.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,3 +29,8 @@ copyFileSync(
 );
 const tscBin = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
 run(tscBin, ['-p', 'tsconfig.json']);
+// The control server loads its Varlink interface definitions at run time.
+mkdirSync(join(root, 'dist/rpc'), { recursive: true });
+for (const f of readdirSync(join(root, 'rpc'))) {
+  if (f.endsWith('.varlink')) copyFileSync(join(root, 'rpc', f), join(root, 'dist/rpc', f));
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // `portail`: the daemon and its offline checks (SPEC section 2).
 import { Command, Option } from 'commander';
-import { runCheck } from './check.js';
-import { runCheckAclSyntax } from './check-acl-syntax.js';
-import { runDaemon } from './daemon.js';
+import { registerRpcCommand } from '../../rpc/upstream-cli.js';
+
+// Subcommands load their modules only when they run, so an offline check never pays
+// for (or depends on) the daemon's modules.
 
 const program = new Command();
 program.name('portail').description('Identity-aware forward proxy (SOCKS5 + HTTP)');
@@ -28,6 +29,7 @@ program
       .default('development'),
   )
   .action(async (opts) => {
+    const { runDaemon } = await import('./daemon.js');
     process.exitCode = await runDaemon(opts);
   });
 
@@ -38,6 +40,7 @@ program
   .option('--json', 'machine-readable output')
   .argument('<acl-file>')
   .action(async (aclFile: string, opts: { config?: string; json?: boolean }) => {
+    const { runCheckAclSyntax } = await import('./check-acl-syntax.js');
     process.exitCode = await runCheckAclSyntax(aclFile, opts);
   });
 
@@ -47,7 +50,10 @@ program
   .option('--config <file>', 'configuration file', '/etc/portail/portail.toml')
   .option('--json', 'machine-readable output')
   .action(async (opts: { config: string; json?: boolean }) => {
+    const { runCheck } = await import('./check.js');
     process.exitCode = await runCheck(opts);
   });
+
+registerRpcCommand(program);
 
 await program.parseAsync(process.argv);
