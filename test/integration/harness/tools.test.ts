@@ -115,7 +115,7 @@ describe('curl', () => {
     t.after(() => srv.close());
     const { port } = srv.address() as net.AddressInfo;
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
-    const saved = { ...process.env };
+    const saved = { http_proxy: process.env.http_proxy, ALL_PROXY: process.env.ALL_PROXY };
     process.env.http_proxy = deadProxy;
     process.env.ALL_PROXY = deadProxy;
     try {
@@ -126,7 +126,10 @@ describe('curl', () => {
       const viaDead = await curl([`http://127.0.0.1:${port}/`], { env: { http_proxy: deadProxy } });
       assert.equal(viaDead.code, 7);
     } finally {
-      process.env = saved;
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
     }
   });
 
