@@ -1,7 +1,16 @@
 // Evaluation (SPEC 5.3): routes, then policies, first match, failed requirements
 // recorded, default deny, unknowns resolved toward the restrictive outcome. Pure:
 // no I/O, no clock.
-import { type CompiledAcl, type CompiledPolicy, evalCmp, F, T, type Tri, U } from './compile.js';
+import {
+  type CompiledAcl,
+  type CompiledPolicy,
+  EvalContext,
+  evalCmp,
+  F,
+  T,
+  type Tri,
+  U,
+} from './compile.js';
 import type { HClause, HExpr } from './hir.js';
 import { normalizeHost } from './normalize.js';
 import type {
@@ -14,20 +23,6 @@ import type {
 } from './types.js';
 
 const TRI_TEXT = ['false', 'true', 'unknown'] as const;
-
-/** The context as policies see it: `route.local` and `route.backend` from the routing outcome. */
-class RoutedContext implements AclContext {
-  constructor(
-    private readonly inner: AclContext,
-    private readonly local: boolean,
-    private readonly backend: string,
-  ) {}
-  get(name: string): AttrValue | undefined {
-    if (name === 'route.local') return this.local;
-    if (name === 'route.backend') return this.backend;
-    return this.inner.get(name);
-  }
-}
 
 /** Re-evaluates an expression recording every comparison, for explanations. */
 function trace(e: HExpr, ctx: AclContext, out: ComparisonTrace[], missing: Set<string>): Tri {
@@ -122,19 +117,23 @@ export function evaluate(
   }
   const rawHost = ctx.get('host');
   const host = typeof rawHost === 'string' ? (normalizeHost(rawHost) ?? undefined) : undefined;
+  const ec = new EvalContext(ctx, host, acl.hostRegexes);
 
   let routes: string[] = [];
   let backends: string[] = [];
   const missing = new Set<string>();
   if (!opts.forceLocal) {
-    const r = routeBackends(acl, ctx, host);
+    const r = routeBackends(acl, ec, host);
     routes = r.routes;
     backends = r.backends;
     for (const m of r.missing) missing.add(m);
     if (routes.length === 0 && opts.defaultBackend) backends = [opts.defaultBackend];
   }
   const local = backends.length === 0 || backends.every((b) => b === 'direct');
-  const routed = new RoutedContext(ctx, local, backends[0] ?? 'direct');
+  // Policies see the routing outcome.
+  ec.local = local;
+  ec.backend = backends[0] ?? 'direct';
+  const routed = ec;
 
   const failed: FailedRequirement[] = [];
   const candidates = acl.policyIndex.candidates(host);
