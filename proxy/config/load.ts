@@ -142,6 +142,7 @@ function buildConfig(
     fallbackToDirect: p['fallback-to-direct'],
     watchAcl: p['watch-acl'],
     outgoingAddress: p['outgoing-address'],
+    publicAddress: p['public-address'],
     dns: { resolvers: p.dns.resolvers, timeoutMs: p.dns.timeout },
     listener: compact({
       cacertFile: resolveAt(['listener', 'cacert-file'], p.listener['cacert-file']),

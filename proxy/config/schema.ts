@@ -216,6 +216,8 @@ export const configSchema = z.strictObject({
   'fallback-to-direct': bool().default(true),
   'watch-acl': bool().default(true),
   'outgoing-address': ipAddress().optional(),
+  // Upstream's key: the address advertised in SOCKS5 UDP ASSOCIATE replies.
+  'public-address': ipAddress().optional(),
   dns: dnsSchema.prefault({}),
   listener: listenerSchema.prefault({}),
   escaper: escaperSchema.prefault({}),

@@ -96,6 +96,8 @@ export interface Config {
   readonly fallbackToDirect: boolean;
   readonly watchAcl: boolean;
   readonly outgoingAddress?: string;
+  /** Address advertised in SOCKS5 UDP ASSOCIATE replies (upstream's `public-address`). */
+  readonly publicAddress?: string;
   readonly dns: DnsConfig;
   readonly listener: ListenerConfig;
   readonly escaper: EscaperConfig;

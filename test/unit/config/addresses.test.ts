@@ -55,3 +55,10 @@ test('formatHostPort is the inverse of parseHostPort', () => {
     assert.equal(formatHostPort(hp), text);
   }
 });
+
+test("upstream's public-address: an IP address, kept; anything else refused", async () => {
+  assert.equal((await load('public-address = "192.0.2.7"\n')).publicAddress, '192.0.2.7');
+  assert.equal((await load('')).publicAddress, undefined);
+  const d = await assertOneError('public-address = "gw.example.com"\n', /public-address/);
+  assert.equal(d.line, 1);
+});
