@@ -82,7 +82,8 @@ export function createHttp2FrontEnd(
       }
       const answer = refusalAnswer(refusal, { isConnect: true, accept: headers.accept });
       const fields: http2.OutgoingHttpHeaders = { ':status': answer.status };
-      for (const [name, value] of Object.entries(answer.headers)) fields[name.toLowerCase()] = value;
+      for (const [name, value] of Object.entries(answer.headers))
+        fields[name.toLowerCase()] = value;
       stream.respond(fields);
       stream.end(answer.body);
     };

@@ -57,7 +57,10 @@ export class FakePipeline implements Pipeline {
       req.reject({ reason: 'refused', message: (err as Error).message });
       return;
     }
-    const client = req.accept({ address: upstream.localAddress ?? '', port: upstream.localPort ?? 0 });
+    const client = req.accept({
+      address: upstream.localAddress ?? '',
+      port: upstream.localPort ?? 0,
+    });
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());

@@ -80,7 +80,13 @@ export async function startEcho(host = '127.0.0.1'): Promise<EchoServer> {
 export interface Origin {
   port: number;
   /** Requests as the origin saw them. */
-  seen: { method: string; url: string; headers: http.IncomingHttpHeaders; rawHeaders: string[]; body: string }[];
+  seen: {
+    method: string;
+    url: string;
+    headers: http.IncomingHttpHeaders;
+    rawHeaders: string[];
+    body: string;
+  }[];
   close(): Promise<void>;
 }
 
@@ -123,7 +129,9 @@ export interface UdpEcho {
 
 export async function startUdpEcho(host = '127.0.0.1'): Promise<UdpEcho> {
   const sock = dgram.createSocket(net.isIP(host) === 6 ? 'udp6' : 'udp4');
-  sock.on('message', (msg, rinfo) => sock.send(Buffer.concat([Buffer.from('echo:'), msg]), rinfo.port, rinfo.address));
+  sock.on('message', (msg, rinfo) =>
+    sock.send(Buffer.concat([Buffer.from('echo:'), msg]), rinfo.port, rinfo.address),
+  );
   await new Promise<void>((r) => sock.bind(0, host, r));
   return { port: sock.address().port, close: () => sock.close() };
 }
@@ -137,7 +145,9 @@ export interface CurlResult {
 let curlAvailable: boolean | undefined;
 export async function needCurl(t: TestContext): Promise<boolean> {
   if (curlAvailable === undefined) {
-    curlAvailable = await new Promise<boolean>((r) => execFile('curl', ['--version'], (err) => r(!err)));
+    curlAvailable = await new Promise<boolean>((r) =>
+      execFile('curl', ['--version'], (err) => r(!err)),
+    );
   }
   if (!curlAvailable) t.skip('needs curl (apt-get install curl)');
   return curlAvailable;
@@ -209,7 +219,9 @@ export class RawClient {
     const deadline = Date.now() + timeoutMs;
     while (this.buf.length < n) {
       if (this.ended || this.closed) {
-        throw new Error(`closed after ${this.buf.length} of ${n} bytes: ${this.buf.toString('hex')}`);
+        throw new Error(
+          `closed after ${this.buf.length} of ${n} bytes: ${this.buf.toString('hex')}`,
+        );
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timeout after ${this.buf.length} of ${n} bytes`);
@@ -236,9 +248,13 @@ export class RawClient {
         this.buf = this.buf.subarray(i + marker.length);
         return out;
       }
-      if (this.ended || this.closed) throw new Error(`closed before ${JSON.stringify(marker)}: ${this.buf.toString('latin1')}`);
+      if (this.ended || this.closed)
+        throw new Error(`closed before ${JSON.stringify(marker)}: ${this.buf.toString('latin1')}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timeout waiting for ${JSON.stringify(marker)}: ${this.buf.toString('latin1')}`);
+      if (left <= 0)
+        throw new Error(
+          `timeout waiting for ${JSON.stringify(marker)}: ${this.buf.toString('latin1')}`,
+        );
       await new Promise<void>((r) => {
         const t = setTimeout(r, left);
         this.waiters.push(() => {
@@ -285,4 +301,26 @@ export function ipv4(text: string): Buffer {
 export function domain(name: string): Buffer {
   const b = Buffer.from(name, 'utf8');
   return Buffer.concat([Buffer.from([b.length]), b]);
+}
+
+export interface RawResponse {
+  status: number;
+  head: string;
+  headers: Map<string, string>;
+  body: string;
+}
+
+/** Reads one HTTP/1.1 response framed by Content-Length (what the proxy itself sends). */
+export async function readResponse(c: RawClient, timeoutMs = 3000): Promise<RawResponse> {
+  const head = await c.readUntil('\r\n\r\n', timeoutMs);
+  const lines = head.split('\r\n');
+  const status = Number(lines[0].split(' ')[1]);
+  const headers = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const i = line.indexOf(':');
+    if (i > 0) headers.set(line.slice(0, i).toLowerCase(), line.slice(i + 1).trim());
+  }
+  const length = Number(headers.get('content-length') ?? 0);
+  const body = length > 0 ? (await c.read(length, timeoutMs)).toString('utf8') : '';
+  return { status, head, headers, body };
 }

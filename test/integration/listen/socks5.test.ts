@@ -7,10 +7,10 @@ import {
   curl,
   domain,
   type EchoServer,
-  type Origin,
-  type ProxyUnderTest,
   ipv4,
   needCurl,
+  type Origin,
+  type ProxyUnderTest,
   RawClient,
   socksConnect,
   startEcho,
@@ -94,22 +94,46 @@ describe('SOCKS5 refusals, byte-exact', () => {
 describe('SOCKS5 handshake bounds (the pipeline is never asked)', () => {
   const cases: [string, Buffer, Buffer][] = [
     ['BIND → 0x07', Buffer.from([5, 2, 0, 1, 127, 0, 0, 1, 0, 80]), FAILURE_REPLY(0x07)],
-    ['unknown command 0x09 → 0x07', Buffer.from([5, 9, 0, 1, 127, 0, 0, 1, 0, 80]), FAILURE_REPLY(0x07)],
-    ['unknown ATYP 0x02 → 0x08', Buffer.from([5, 1, 0, 2, 127, 0, 0, 1, 0, 80]), FAILURE_REPLY(0x08)],
+    [
+      'unknown command 0x09 → 0x07',
+      Buffer.from([5, 9, 0, 1, 127, 0, 0, 1, 0, 80]),
+      FAILURE_REPLY(0x07),
+    ],
+    [
+      'unknown ATYP 0x02 → 0x08',
+      Buffer.from([5, 1, 0, 2, 127, 0, 0, 1, 0, 80]),
+      FAILURE_REPLY(0x08),
+    ],
     ['unknown ATYP 0xff → 0x08', Buffer.from([5, 1, 0, 0xff]), FAILURE_REPLY(0x08)],
     ['non-zero RSV → 0x01', Buffer.from([5, 1, 1, 1, 127, 0, 0, 1, 0, 80]), FAILURE_REPLY(0x01)],
-    ['version 4 in the request → 0x01', Buffer.from([4, 1, 0, 1, 127, 0, 0, 1, 0, 80]), FAILURE_REPLY(0x01)],
+    [
+      'version 4 in the request → 0x01',
+      Buffer.from([4, 1, 0, 1, 127, 0, 0, 1, 0, 80]),
+      FAILURE_REPLY(0x01),
+    ],
     ['empty domain → 0x01', Buffer.from([5, 1, 0, 3, 0, 0, 80]), FAILURE_REPLY(0x01)],
     ['port 0 → 0x01', socksConnect(1, ipv4('127.0.0.1'), 0), FAILURE_REPLY(0x01)],
-    ['domain with a space → 0x01', socksConnect(3, domain('exa mple.com'), 80), FAILURE_REPLY(0x01)],
+    [
+      'domain with a space → 0x01',
+      socksConnect(3, domain('exa mple.com'), 80),
+      FAILURE_REPLY(0x01),
+    ],
     ['domain with a NUL → 0x01', socksConnect(3, domain('a\0.com'), 80), FAILURE_REPLY(0x01)],
-    ['domain with an empty label → 0x01', socksConnect(3, domain('a..com'), 80), FAILURE_REPLY(0x01)],
+    [
+      'domain with an empty label → 0x01',
+      socksConnect(3, domain('a..com'), 80),
+      FAILURE_REPLY(0x01),
+    ],
     [
       'domain that is not UTF-8 → 0x01',
       socksConnect(3, Buffer.from([2, 0xc3, 0x28]), 80),
       FAILURE_REPLY(0x01),
     ],
-    ['numeric name that is no IPv4 address → 0x01', socksConnect(3, domain('1.2.3.4.5'), 80), FAILURE_REPLY(0x01)],
+    [
+      'numeric name that is no IPv4 address → 0x01',
+      socksConnect(3, domain('1.2.3.4.5'), 80),
+      FAILURE_REPLY(0x01),
+    ],
   ];
   for (const [name, request, reply] of cases) {
     test(name, async () => {
@@ -152,7 +176,11 @@ describe('SOCKS5 CONNECT', () => {
   test('curl --socks5 (address resolved by curl) reaches the origin', async (t) => {
     if (!(await needCurl(t))) return;
     reset();
-    const r = await curl(['--socks5', `127.0.0.1:${proxy.port}`, `http://127.0.0.1:${origin.port}/a?b=c`]);
+    const r = await curl([
+      '--socks5',
+      `127.0.0.1:${proxy.port}`,
+      `http://127.0.0.1:${origin.port}/a?b=c`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'hello from origin GET /a?b=c\n');
     const [req] = proxy.pipeline.tunnels;
@@ -168,17 +196,28 @@ describe('SOCKS5 CONNECT', () => {
   test('curl --socks5-hostname hands the name to the pipeline unresolved', async (t) => {
     if (!(await needCurl(t))) return;
     reset();
-    const r = await curl(['--socks5-hostname', `127.0.0.1:${proxy.port}`, `http://echo.portail.test:${origin.port}/x`]);
+    const r = await curl([
+      '--socks5-hostname',
+      `127.0.0.1:${proxy.port}`,
+      `http://echo.portail.test:${origin.port}/x`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'hello from origin GET /x\n');
-    assert.deepEqual(proxy.pipeline.tunnels[0].target, { host: 'echo.portail.test', port: origin.port });
+    assert.deepEqual(proxy.pipeline.tunnels[0].target, {
+      host: 'echo.portail.test',
+      port: origin.port,
+    });
   });
 
   test('curl on denial: exit 97, "Can\'t complete SOCKS5 connection … (2)"', async (t) => {
     if (!(await needCurl(t))) return;
     reset();
     proxy.pipeline.policy = () => ({ reason: 'denied', message: 'denied by policy x' });
-    const r = await curl(['--socks5-hostname', `127.0.0.1:${proxy.port}`, `http://echo.portail.test:${origin.port}/`]);
+    const r = await curl([
+      '--socks5-hostname',
+      `127.0.0.1:${proxy.port}`,
+      `http://echo.portail.test:${origin.port}/`,
+    ]);
     assert.equal(r.code, 97, r.stderr);
     assert.match(r.stderr, /Can't complete SOCKS5 connection to .*\(2\)/);
   });
@@ -199,7 +238,13 @@ describe('SOCKS5 CONNECT', () => {
     reset();
     proxy.pipeline.delayMs = 150;
     const c = await RawClient.connect(proxy.port);
-    c.write(Buffer.concat([Buffer.from([5, 1, 0]), socksConnect(1, ipv4('127.0.0.1'), echo.port), Buffer.from('early|')]));
+    c.write(
+      Buffer.concat([
+        Buffer.from([5, 1, 0]),
+        socksConnect(1, ipv4('127.0.0.1'), echo.port),
+        Buffer.from('early|'),
+      ]),
+    );
     setTimeout(() => c.write('while-deciding|'), 50);
     assert.deepEqual(await c.read(2), Buffer.from([5, 0]));
     assert.equal((await c.read(10))[1], 0);
@@ -211,7 +256,11 @@ describe('SOCKS5 CONNECT', () => {
   test('handshake split into single bytes still works', async () => {
     reset();
     const c = await RawClient.connect(proxy.port);
-    const all = Buffer.concat([Buffer.from([5, 2, 2, 0]), socksConnect(3, domain('echo.portail.test'), echo.port), Buffer.from('x')]);
+    const all = Buffer.concat([
+      Buffer.from([5, 2, 2, 0]),
+      socksConnect(3, domain('echo.portail.test'), echo.port),
+      Buffer.from('x'),
+    ]);
     for (const byte of all) {
       c.write(Buffer.from([byte]));
       await new Promise((r) => setTimeout(r, 2));
@@ -242,7 +291,11 @@ describe('SOCKS5 CONNECT', () => {
     reset();
     const origin6 = await startOrigin('::1');
     try {
-      const r = await curl(['--socks5', `127.0.0.1:${proxy.port}`, `http://[::1]:${origin6.port}/v6`]);
+      const r = await curl([
+        '--socks5',
+        `127.0.0.1:${proxy.port}`,
+        `http://[::1]:${origin6.port}/v6`,
+      ]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, 'hello from origin GET /v6\n');
       assert.deepEqual(proxy.pipeline.tunnels[0].target, { host: '::1', port: origin6.port });
@@ -258,7 +311,11 @@ describe('SOCKS5 CONNECT', () => {
       [socksConnect(3, domain('2130706433'), echo.port), '127.0.0.1'],
       [socksConnect(3, domain('[::1]'), echo6.port), '::1'],
       [
-        socksConnect(4, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]), echo.port),
+        socksConnect(
+          4,
+          Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]),
+          echo.port,
+        ),
         '127.0.0.1',
       ],
     ];
