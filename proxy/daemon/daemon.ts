@@ -77,6 +77,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     pipeline,
     handshakeTimeoutMs: snap.config.handshakeTimeoutMs,
     maxConnections: snap.config.maxConnections,
+    onError: (err, where) => log.error(`${where}: ${err.stack ?? err.message}`),
+    onRefused: (c) =>
+      log.warn(
+        `max-connections (${snap.config.maxConnections}) reached: refused ${c.ip}:${c.port}`,
+      ),
   });
 
   // Every client socket, whatever its stage (handshake, keep-alive, relay), so that a
@@ -144,6 +149,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
           // Close records are written from the relays' close events.
           await pipeline.drain(2000);
         }
+        listener.closeAll();
         for (const s of sockets) s.destroy();
         log.info('stopped');
         logging.flush();
