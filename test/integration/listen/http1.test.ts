@@ -295,6 +295,25 @@ describe('HTTP plain forwarding (absolute-form)', () => {
     assert.equal(r.stdout, 'hello from origin POST /chunked body=chunky\n', r.stderr);
   });
 
+  test('curl -x to an IPv6 literal URL', async (t) => {
+    if (!(await needCurl(t))) return;
+    reset();
+    const origin6 = await startOrigin('::1');
+    try {
+      const r = await curl([
+        '-x',
+        `http://127.0.0.1:${proxy.port}`,
+        `http://[::1]:${origin6.port}/six`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'hello from origin GET /six\n');
+      assert.equal(origin6.seen[0].headers.host, `[::1]:${origin6.port}`);
+      assert.deepEqual(proxy.pipeline.forwards[0].target, { host: '::1', port: origin6.port });
+    } finally {
+      await origin6.close();
+    }
+  });
+
   test('keep-alive: two requests on one client connection', async () => {
     reset();
     const c = await RawClient.connect(proxy.port);
@@ -308,6 +327,17 @@ describe('HTTP plain forwarding (absolute-form)', () => {
     assert.equal(proxy.pipeline.forwards.length, 2);
     assert.equal(proxy.pipeline.forwards[0].client.port, proxy.pipeline.forwards[1].client.port);
     c.destroy();
+  });
+
+  test('keep-alive with curl: two URLs, one client connection', async (t) => {
+    if (!(await needCurl(t))) return;
+    reset();
+    const accepted = proxy.listener.accepted;
+    const base = `http://127.0.0.1:${origin.port}`;
+    const r = await curl(['-x', `http://127.0.0.1:${proxy.port}`, `${base}/1`, `${base}/2`]);
+    assert.equal(r.stdout, 'hello from origin GET /1\nhello from origin GET /2\n', r.stderr);
+    assert.equal(proxy.listener.accepted - accepted, 1);
+    assert.equal(proxy.pipeline.forwards.length, 2);
   });
 
   test('denied → 403 with the message, and the connection stays usable', async () => {
