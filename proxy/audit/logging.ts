@@ -5,7 +5,8 @@
 // `[log] audit` overrides the audit destination only. journald needs its socket and
 // the native addon: without them the records go to stdout as JSON, with one warning.
 // Records are written once per decision/close: nothing here runs per relayed byte.
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { addon } from '../../systemd/addon.js';
 import {
@@ -84,6 +85,17 @@ export function createLogging(opts: LoggingOptions): Logging {
   function stream(key: 'stdout' | 'stderr' | `file:${string}`): Stream {
     let s = streams.get(key);
     if (!s) {
+      if (key.startsWith('file:')) {
+        // An audit file that cannot be written is a start-up error, not records lost
+        // later in silence: open it once now, synchronously.
+        const path = key.slice(5);
+        try {
+          mkdirSync(dirname(path), { recursive: true });
+          closeSync(openSync(path, 'a'));
+        } catch (err) {
+          throw new Error(`cannot open the audit file ${path}: ${(err as Error).message}`);
+        }
+      }
       const dest =
         key === 'stdout'
           ? pino.destination({ dest: 1, sync: false })

@@ -63,11 +63,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       throw new StartupError((err as Error).message);
     }
   });
-  const logging = createLogging({
-    preset: opts.logPreset,
-    audit: config.log.audit,
-    level: config.log.level,
-  });
+  let logging: Logging;
+  try {
+    logging = createLogging({
+      preset: opts.logPreset,
+      audit: config.log.audit,
+      level: config.log.level,
+    });
+  } catch (err) {
+    throw new StartupError((err as Error).message);
+  }
   const { log, audit } = logging;
   const state = await createState({ configPath: opts.config, log, audit });
   const pipeline = createPipeline({ state, audit, log, socketTable: createSocketTable() });

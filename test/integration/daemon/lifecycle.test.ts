@@ -49,6 +49,19 @@ test('an address in use is fatal: exit 1 naming it', async (t) => {
   );
 });
 
+test('an audit file that cannot be opened is fatal: exit 1 naming it', (t) => {
+  const dir = tmpDir(t);
+  const cfg = join(dir, 'portail.toml');
+  writeFileSync(join(dir, 'not-a-dir'), '');
+  writeFileSync(
+    cfg,
+    `filter-acl-rules-path = "filter.acl"\n[log]\naudit = "file:${dir}/not-a-dir/audit.jsonl"\n`,
+  );
+  const r = portail(['daemon', '--config', cfg, '--bind-proxy-address', '127.0.0.1:0']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot open the audit file .*not-a-dir\/audit\.jsonl/);
+});
+
 test('SIGTERM: stops accepting, lets an open relay finish, then exits 0', async (t) => {
   const origin = await tcpServer(t, echo);
   const p = await startPortail(t);

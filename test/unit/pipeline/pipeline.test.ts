@@ -295,3 +295,74 @@ test('stopping: new requests are refused as overloaded; drain and closeAll end o
   c.close();
   late.close();
 });
+
+test('forward (plain HTTP): refusal or an upstream; finish() writes the close record', async () => {
+  const { pipeline, records } = await setup(
+    `policy get_only { when proxy.cmd == "forward" and method == "GET" action allow }\npolicy no { action deny }\n`,
+  );
+  const base = {
+    target: { host: '127.0.0.1', port: origin.port },
+    protocol: 'http' as const,
+    cmd: 'forward' as const,
+    client: {
+      ip: '127.0.0.1',
+      port: 40000,
+      localIp: '127.0.0.1',
+      localPort: 1080,
+      auth: 'none' as const,
+    },
+  };
+  const denied = await pipeline.forward({
+    ...base,
+    http: { method: 'POST', scheme: 'http', path: '/', query: '' },
+  });
+  assert.equal(denied.ok, false);
+  if (!denied.ok) assert.equal(denied.refusal.message, 'denied by policy no');
+  const ok = await pipeline.forward({
+    ...base,
+    http: { method: 'GET', scheme: 'http', path: '/x', query: 'a=1' },
+  });
+  assert.equal(ok.ok, true);
+  if (!ok.ok) return;
+  ok.upstream.write('ping');
+  const [echo] = await once(ok.upstream, 'data');
+  assert.equal(echo.toString(), 'ping');
+  assert.equal(pipeline.active, 1);
+  ok.finish({ bytesUp: 4, bytesDown: 4, closeReason: 'completed' });
+  ok.finish({ bytesUp: 9, bytesDown: 9, closeReason: 'again' }); // once only
+  ok.upstream.destroy();
+  assert.equal(pipeline.active, 0);
+  const closes = records.of('close');
+  assert.equal(closes.length, 1);
+  assert.equal(closes[0].bytes_up, 4);
+  assert.equal(closes[0].close_reason, 'completed');
+  assert.equal(closes[0].trace_id, records.of('decision')[1].trace_id);
+});
+
+test('allowDatagram: one decision record per check, no close record', async () => {
+  const { pipeline, records } = await setup('policy dns { when port == 53 action allow }\n');
+  const base = {
+    protocol: 'socks5' as const,
+    cmd: 'udp_associate' as const,
+    client: {
+      ip: '127.0.0.1',
+      port: 40000,
+      localIp: '127.0.0.1',
+      localPort: 1080,
+      auth: 'none' as const,
+    },
+  };
+  assert.equal(
+    await pipeline.allowDatagram({ ...base, target: { host: '127.0.0.1', port: 53 } }),
+    true,
+  );
+  assert.equal(
+    await pipeline.allowDatagram({ ...base, target: { host: '127.0.0.1', port: 54 } }),
+    false,
+  );
+  assert.deepEqual(
+    records.of('decision').map((r) => r.action),
+    ['allow', 'deny'],
+  );
+  assert.equal(records.of('close').length, 0);
+});
