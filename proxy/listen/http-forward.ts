@@ -134,7 +134,8 @@ function exchange(
   ];
   // The client's framing is gone (node decoded it): a chunked body is chunked again.
   if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
-  headers.push('Via', VIA);
+  // One upstream per request: tell the origin so it need not wait for another.
+  headers.push('Via', VIA, 'Connection', 'close');
 
   const upReq = http.request({
     createConnection: () => upstream as net.Socket,

@@ -259,6 +259,8 @@ describe('HTTP plain forwarding (absolute-form)', () => {
     assert.equal(seen.url, '/b/c?x=1&y=2');
     assert.equal(seen.headers.host, `echo.portail.test:${origin.port}`);
     assert.equal(seen.headers['x-kept'], 'yes');
+    assert.equal(seen.headers.connection, 'close');
+    assert.equal(seen.headers.via, '1.1 portail');
     for (const hop of ['proxy-authorization', 'proxy-connection', 'x-private']) {
       assert.equal(seen.headers[hop], undefined, hop);
     }
