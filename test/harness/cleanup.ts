@@ -79,9 +79,12 @@ export function hookProcessExit(): void {
     }
   });
   // Interrupted (Ctrl-C, the test runner's timeout): kill children, then die of the
-  // same signal so that the exit status tells what happened.
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  // same signal so that the exit status tells what happened. If the code under test
+  // handles the signal itself (a daemon's SIGTERM handler tested in-process), the
+  // process is not dying: leave everything alone.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     const onSignal = () => {
+      if (process.listenerCount(sig) > 1) return;
       for (const e of live) {
         try {
           e.killNow();

@@ -2,7 +2,7 @@
 // whole process group when the owning test ends — including when it fails, and when the
 // test file's process exits without stopping what it started.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -102,6 +102,39 @@ describe('startProcess', () => {
     await p.stop();
     assert.ok(await waitGone(p.pid, 1000));
     assert.ok(Date.now() - t0 < 2000);
+  });
+
+  test('a test process interrupted by SIGTERM kills what it started, then dies of it', async (t) => {
+    const dir = tmpDir(t);
+    const pidFile = join(dir, 'pid');
+    const file = join(dir, 'interrupted.mjs');
+    writeFileSync(
+      file,
+      `import { writeFileSync } from 'node:fs';
+import { startProcess } from ${JSON.stringify(harnessUrl)};
+const p = await startProcess('sh', ${JSON.stringify(FAMILY)}, { readyWhen: /ready/ });
+writeFileSync(${JSON.stringify(pidFile)}, String(p.pid));
+setInterval(() => {}, 1000);
+`,
+    );
+    const child = spawn(process.execPath, [file], { stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((r) =>
+      child.once('exit', (_c, sig) => r(sig)),
+    );
+    let pgid = 0;
+    for (let i = 0; i < 200 && !pgid; i++) {
+      await sleep(25);
+      try {
+        pgid = Number(readFileSync(pidFile, 'utf8'));
+      } catch {
+        // not written yet
+      }
+    }
+    assert.ok(pgid > 0, 'the child never started its process');
+    assert.ok(groupAlive(pgid));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 'SIGTERM');
+    assert.ok(await waitGone(pgid), `process group ${pgid} survived SIGTERM of its starter`);
   });
 
   // The guarantee that matters most: a failing test must not leave servers behind.
