@@ -2,7 +2,11 @@
 // sockets, then reload and graceful stop. Socket activation, sd_notify and the control
 // socket plug in here (systemd/, rpc/) without touching the data path.
 import net from 'node:net';
+import { createAuthorizer } from '../../rpc/authorize.js';
+import { bindControlSocket } from '../../rpc/bind.js';
+import { type ControlServer, createControlServer } from '../../rpc/server.js';
 import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
+import { auditRecord } from '../audit/record.js';
 import { ConfigError, formatConfigError, loadConfig } from '../config/index.js';
 import { createSocketTable } from '../context/socket-table.js';
 import { createProxyListener } from '../listen/listener.js';
@@ -15,6 +19,7 @@ import {
   type State,
 } from '../state/state.js';
 import { DEFAULT_PROXY_ADDRESS, listenOn, parseBindAddress } from './bind.js';
+import { createControlBackend, type DaemonControl } from './control.js';
 
 /** SIGTERM/SIGINT: open relays get this long to finish before they are closed. */
 export const SHUTDOWN_GRACE_MS = 10_000;
@@ -75,7 +80,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   }
   const { log, audit } = logging;
   const state = await createState({ configPath: opts.config, log, audit });
-  const pipeline = createPipeline({ state, audit, log, socketTable: createSocketTable() });
+  let control: DaemonControl | undefined;
+  const pipeline = createPipeline({
+    state,
+    audit,
+    log,
+    socketTable: createSocketTable(),
+    onDenial: (d) => control?.recordDenial(d),
+  });
   state.onSwap((next) => pipeline.reevaluate(next).then(() => undefined));
   const snap = state.current();
   const listener = createProxyListener({
@@ -111,8 +123,48 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     state.close();
     throw new StartupError((err as Error).message);
   }
+  const startedAt = new Date();
+  const reload = (trigger: ReloadTrigger) => {
+    logging.reopen();
+    return state.reload(trigger);
+  };
+  let controlServer: net.Server | undefined;
+  let controlSocket: ControlServer | undefined;
   if (opts.bindRpcSocket !== undefined) {
-    log.warn(`--bind-rpc-socket ${opts.bindRpcSocket}: the control socket is not served yet`);
+    const path = opts.bindRpcSocket;
+    control = createControlBackend({
+      state,
+      startedAt,
+      reload: () => reload('rpc'),
+      activeConnections: () => listener.active,
+      listeners: () => [
+        ...addresses.map((address) => ({ name: 'proxy', address, source: 'bound' as const })),
+        { name: 'control', address: path, source: 'bound' as const },
+      ],
+    });
+    try {
+      controlServer = await bindControlSocket(path);
+    } catch (err) {
+      for (const s of servers) s.close();
+      state.close();
+      throw new StartupError(`cannot serve the control socket ${path}: ${(err as Error).message}`);
+    }
+    controlSocket = createControlServer({
+      backend: control,
+      authorize: createAuthorizer(() => state.current().config.rpc),
+      onRefused: (call, creds) =>
+        audit.write(
+          auditRecord('error', {
+            reason: `control: ${call.method} refused (PermissionDenied)`,
+            uid: creds?.uid ?? null,
+            caller_gid: creds?.gid ?? null,
+            caller_pid: creds?.pid ?? null,
+          }),
+        ),
+      onError: (err, call) =>
+        log.error(`control${call ? ` ${call.method}` : ''}: ${(err as Error).stack ?? err}`),
+    });
+    controlSocket.attach(controlServer);
   }
   state.startWatching();
   const acl = snap.acl
@@ -122,7 +174,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   log.info(`listening on ${addresses.join(', ')}`);
 
   let stopping: { done: Promise<void>; now(): void } | null = null;
-  const startedAt = new Date();
 
   return {
     addresses,
@@ -130,10 +181,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     pipeline,
     logging,
     startedAt,
-    reload(trigger) {
-      logging.reopen();
-      return state.reload(trigger);
-    },
+    reload,
     stop() {
       if (stopping) return stopping;
       let cut!: () => void;
@@ -143,6 +191,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       const grace = opts.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
       const done = (async () => {
         for (const s of servers) s.close();
+        controlServer?.close();
+        controlSocket?.close();
         pipeline.stopAccepting();
         state.close();
         const open = pipeline.active;

@@ -39,6 +39,8 @@ export interface PipelineOptions {
   socketTable: SocketTable;
   now?: () => Date;
   timeZone?: string;
+  /** Every refused request (ACL deny or redirect), after its decision record. */
+  onDenial?: (d: DenialInfo) => void;
 }
 
 /** What a reload needs to re-evaluate an open relay or forward exchange. */
@@ -66,6 +68,23 @@ export interface DataPlane extends Pipeline {
 }
 
 const NO_NAMES: ReadonlySet<string> = new Set();
+/** Looked up for every denial, whatever the rules referenced. */
+const WHO: ReadonlySet<string> = new Set(['client.uid', 'client.user']);
+
+/** A denial, for `portailctl why` (the explanation is what the explain ACL lets the user see). */
+export interface DenialInfo {
+  time: Date;
+  uid: number | null;
+  user?: string;
+  process?: string;
+  host: string;
+  port: number;
+  protocol?: string;
+  policy: string | null;
+  reason: string;
+  explanation: string;
+  traceId: string;
+}
 
 export function createPipeline(opts: PipelineOptions): DataPlane {
   const { state, audit, log, socketTable } = opts;
@@ -150,18 +169,49 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
       out.decision = decision;
       out.fields.reason = decision.reason;
     }
+    if (decision.action !== 'allow') {
+      // Who was refused matters to the reviewer and to `portailctl why`; a denial is
+      // rare and already final, so the socket-table lookup costs no allowed request.
+      await ctx.prepare(WHO, shutdown.signal);
+      Object.assign(out.fields, requestFields(req, ctx, traceId));
+    }
     audit.write(auditRecord('decision', out.fields));
     return out;
   }
 
+  /** The client's answer (redacted by the explain ACL); also reported to onDenial. */
   async function refusal(d: Decided): Promise<Refusal> {
-    if (d.dnsError && d.decision.missing.includes('dst.ip')) {
-      return { reason: d.dnsError.reason, message: d.dnsError.message };
+    const r: Refusal =
+      d.dnsError && d.decision.missing.includes('dst.ip')
+        ? { reason: d.dnsError.reason, message: d.dnsError.message }
+        : await refusalFor(d.decision, d.ctx, d.snap.acl !== null, {
+            configured: d.snap.config.explainAclRulesPath !== undefined,
+            acl: d.snap.explainAcl,
+          });
+    if (opts.onDenial) {
+      const f = d.fields;
+      try {
+        opts.onDenial({
+          time: new Date(),
+          uid: f.uid ?? null,
+          user: f.user ?? undefined,
+          process: f.process ?? undefined,
+          host: String(f.host),
+          port: Number(f.port),
+          protocol: f.protocol ?? undefined,
+          policy: d.decision.policy,
+          reason: d.decision.reason,
+          explanation:
+            r.redirect && !r.message.includes(r.redirect)
+              ? `${r.message} (${r.redirect})`
+              : r.message,
+          traceId: d.traceId,
+        });
+      } catch (err) {
+        log.error(`onDenial: ${(err as Error).message}`);
+      }
     }
-    return refusalFor(d.decision, d.ctx, d.snap.acl !== null, {
-      configured: d.snap.config.explainAclRulesPath !== undefined,
-      acl: d.snap.explainAcl,
-    });
+    return r;
   }
 
   function closeRecord(
@@ -338,6 +388,10 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     if (stopping) return false;
     try {
       const d = await decide(req);
+      if (d.decision.action !== 'allow') {
+        await refusal(d);
+        return false;
+      }
       // Datagrams only have the direct exit.
       return (
         d.decision.action === 'allow' &&

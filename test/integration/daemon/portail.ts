@@ -38,6 +38,8 @@ export interface PortailOptions {
   bind?: string[];
   env?: NodeJS.ProcessEnv;
   files?: Record<string, string>;
+  /** Extra daemon arguments (a function receives the daemon's temp folder). */
+  args?: string[] | ((dir: string) => string[]);
 }
 
 export async function startPortail(t: Owner, opts: PortailOptions = {}): Promise<Portail> {
@@ -60,6 +62,7 @@ export async function startPortail(t: Owner, opts: PortailOptions = {}): Promise
       '--config',
       configPath,
       ...binds.flatMap((b) => ['--bind-proxy-address', b]),
+      ...(typeof opts.args === 'function' ? opts.args(dir) : (opts.args ?? [])),
     ],
     {
       t,

@@ -101,6 +101,9 @@ policy deny_all { action deny }
   assert.equal(d.protocol, 'socks5');
   assert.equal(d.route, 'direct');
   assert.match(String(d.client), /^127\.0\.0\.1:\d+$/);
+  // A denial always says who, even when no rule asked.
+  assert.equal(d.uid, process.getuid?.());
+  assert.equal(typeof d.user, 'string');
   assert.equal(typeof d.eval_us, 'number');
   assert.match(String(d.trace_id), /^[0-9a-f]{32}$/);
   assert.equal(records.of('close').length, 0);

@@ -1,0 +1,136 @@
+// The daemon's side of the control socket (rpc/control-api.ts): reload, status,
+// backends, explain, recent denials — each a few lines over the state snapshot.
+import {
+  type BackendInfo,
+  BackendNotFound,
+  type BackendSpec,
+  type ControlBackend,
+  type DenialRecord,
+  ImmutableBackend,
+  InvalidBackend,
+  type ListenerInfo,
+  type StatusInfo,
+} from '../../rpc/control-api.js';
+import { packageInfo } from '../../rpc/version.js';
+import { formatHostPort, parseHostPort } from '../config/host-port.js';
+import type { DenialInfo } from '../pipeline/pipeline.js';
+import type { ReloadResult, State } from '../state/state.js';
+import { UnknownBackendError } from '../state/state.js';
+import { explainRequest } from './explain.js';
+
+/** How many denials `portailctl why` can look back on. */
+export const DENIALS_KEPT = 1000;
+
+export interface ControlDeps {
+  state: State;
+  startedAt: Date;
+  listeners: () => ListenerInfo[];
+  activeConnections: () => number;
+  reload: () => Promise<ReloadResult>;
+}
+
+export interface DaemonControl extends ControlBackend {
+  /** Feed from the pipeline's onDenial. */
+  recordDenial(d: DenialInfo): void;
+}
+
+export function createControlBackend(deps: ControlDeps): DaemonControl {
+  const { state } = deps;
+  const denials: DenialInfo[] = [];
+  /** Addresses of dynamic backends set at run time (kept across reloads while the backend exists). */
+  const dynamic = new Map<string, BackendSpec>();
+
+  const aclInfo = (
+    acl: { file: string; hash: string } | null,
+    file: string | undefined,
+    at: Date,
+  ) => ({
+    file: acl?.file ?? file ?? null,
+    hash: acl?.hash ?? null,
+    loadedAt: acl ? at : null,
+    loaded: acl !== null,
+  });
+
+  return {
+    recordDenial(d) {
+      denials.push(d);
+      if (denials.length > DENIALS_KEPT) denials.splice(0, denials.length - DENIALS_KEPT);
+    },
+
+    async reload() {
+      const r = await deps.reload();
+      return { ok: r.ok, diagnostics: r.diagnostics, ...(r.aclHash ? { aclHash: r.aclHash } : {}) };
+    },
+
+    status(): StatusInfo {
+      const snap = state.current();
+      const last = state.lastReload;
+      return {
+        version: packageInfo().version,
+        pid: process.pid,
+        startedAt: deps.startedAt,
+        configFile: snap.config.file,
+        listeners: deps.listeners(),
+        acl: aclInfo(snap.acl, snap.config.filterAclRulesPath, snap.loadedAt),
+        explainAcl:
+          snap.config.explainAclRulesPath === undefined
+            ? null
+            : aclInfo(snap.explainAcl, snap.config.explainAclRulesPath, snap.loadedAt),
+        activeConnections: deps.activeConnections(),
+        defaultBackend: state.defaultBackend,
+        lastReload: last ? { ok: last.ok, at: last.at, diagnostics: last.diagnostics } : null,
+      };
+    },
+
+    listBackends(): BackendInfo[] {
+      const snap = state.current();
+      return [...snap.backends.values()].map((b) => {
+        const info: BackendInfo = {
+          id: b.name,
+          current: b.name === state.defaultBackend,
+          dynamic: b.dynamic,
+        };
+        const runtime = dynamic.get(b.name);
+        if (runtime) info.spec = runtime;
+        else if (b.targetAddress) {
+          info.spec = {
+            targetAddress: formatHostPort(b.targetAddress),
+            identityAware: b.identityAware,
+          };
+          if (b.tlsServerName !== undefined) info.spec.tlsServerName = b.tlsServerName;
+        }
+        return info;
+      });
+    },
+
+    setDefaultBackend(id) {
+      try {
+        state.setDefaultBackend(id);
+      } catch (err) {
+        if (err instanceof UnknownBackendError)
+          throw new BackendNotFound(err.provided, err.available);
+        throw err;
+      }
+    },
+
+    updateDynamicBackend(id, spec) {
+      const snap = state.current();
+      const b = snap.backends.get(id);
+      if (!b) throw new BackendNotFound(id, [...snap.backends.keys()]);
+      if (!b.dynamic) throw new ImmutableBackend(id);
+      const hp = parseHostPort(spec.targetAddress);
+      if ('error' in hp) throw new InvalidBackend(hp.error);
+      // Stored for ListBackends; connecting through backends is not available yet.
+      dynamic.set(id, { ...spec, targetAddress: formatHostPort(hp) });
+    },
+
+    explain(req) {
+      return explainRequest(state.current(), state.defaultBackend, req);
+    },
+
+    recentDenials(uid, last): DenialRecord[] {
+      const mine = uid === null ? denials : denials.filter((d) => d.uid === uid);
+      return mine.slice(-last).map((d) => ({ ...d }));
+    },
+  };
+}
