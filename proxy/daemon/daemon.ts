@@ -7,7 +7,7 @@ import { bindControlSocket } from '../../rpc/bind.js';
 import { type ControlServer, createControlServer } from '../../rpc/server.js';
 import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
-import { ConfigError, formatConfigError, loadConfig } from '../config/index.js';
+import { ConfigError, formatConfigError, formatHostPort, loadConfig } from '../config/index.js';
 import { createSocketTable } from '../context/socket-table.js';
 import { createProxyListener } from '../listen/listener.js';
 import { createPipeline, type DataPlane } from '../pipeline/pipeline.js';
@@ -20,6 +20,13 @@ import {
 } from '../state/state.js';
 import { DEFAULT_PROXY_ADDRESS, listenOn, parseBindAddress } from './bind.js';
 import { createControlBackend, type DaemonControl } from './control.js';
+import {
+  adopt,
+  createNotifier,
+  type ListenerSource,
+  passedSockets,
+  storeBound,
+} from './systemd.js';
 
 /** SIGTERM/SIGINT: open relays get this long to finish before they are closed. */
 export const SHUTDOWN_GRACE_MS = 10_000;
@@ -106,49 +113,97 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
   const addresses: string[] = [];
-  try {
-    for (const b of binds) {
-      // allowHalfOpen: a client's FIN must end only its direction (relay half-close).
-      const server = net.createServer({ allowHalfOpen: true }, (sock) => {
-        sockets.add(sock);
-        sock.once('close', () => sockets.delete(sock));
-        listener.handleSocket(sock);
-      });
-      server.on('error', (err) => log.error(`listener: ${err.message}`));
-      servers.push(server);
-      addresses.push(await listenOn(server, b));
-    }
-  } catch (err) {
+  const sources = new Map<string, ListenerSource>();
+  const newProxyServer = () => {
+    // allowHalfOpen: a client's FIN must end only its direction (relay half-close).
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+      sockets.add(sock);
+      sock.once('close', () => sockets.delete(sock));
+      listener.handleSocket(sock);
+    });
+    server.on('error', (err) => log.error(`listener: ${err.message}`));
+    servers.push(server);
+    return server;
+  };
+  const fail = (err: unknown, prefix = ''): never => {
     for (const s of servers) s.close();
     state.close();
-    throw new StartupError((err as Error).message);
-  }
-  const startedAt = new Date();
-  const reload = (trigger: ReloadTrigger) => {
-    logging.reopen();
-    return state.reload(trigger);
+    throw new StartupError(`${prefix}${(err as Error).message}`);
   };
-  let controlServer: net.Server | undefined;
+  // Listening sockets: from systemd when it passed some, else bound here (SPEC 2).
+  const passed = passedSockets(log);
+  try {
+    if (passed.proxy.length > 0) {
+      for (const fd of passed.proxy) {
+        const server = await adopt(newProxyServer(), fd, 'tcp-listener');
+        const a = server.address() as net.AddressInfo;
+        const address = formatHostPort({ host: a.address, port: a.port });
+        addresses.push(address);
+        sources.set(address, 'systemd');
+      }
+    } else {
+      for (const b of binds) {
+        const address = await listenOn(newProxyServer(), b);
+        addresses.push(address);
+        sources.set(address, 'bound');
+      }
+      storeBound('proxy', servers, log);
+    }
+  } catch (err) {
+    fail(err);
+  }
+
+  const startedAt = new Date();
+  const notifier = createNotifier(log);
+  const reload = async (trigger: ReloadTrigger) => {
+    notifier.reloading();
+    logging.reopen();
+    try {
+      return await state.reload(trigger);
+    } finally {
+      notifier.ready(statusLine());
+    }
+  };
+  const controlServers: net.Server[] = [];
+  const controlPaths: string[] = [];
   let controlSocket: ControlServer | undefined;
-  if (opts.bindRpcSocket !== undefined) {
-    const path = opts.bindRpcSocket;
+  if (passed.control.length > 0 || opts.bindRpcSocket !== undefined) {
+    try {
+      if (passed.control.length > 0) {
+        for (const fd of passed.control) {
+          const server = await adopt(
+            net.createServer({ allowHalfOpen: true }),
+            fd,
+            'unix-listener',
+          );
+          controlServers.push(server);
+          controlPaths.push(String(server.address() ?? `fd ${fd}`));
+        }
+      } else {
+        const path = opts.bindRpcSocket as string;
+        controlServers.push(await bindControlSocket(path));
+        controlPaths.push(path);
+        storeBound('control', controlServers, log);
+      }
+    } catch (err) {
+      for (const s of controlServers) s.close();
+      fail(err, 'cannot serve the control socket: ');
+    }
+    const controlSource: ListenerSource = passed.control.length > 0 ? 'systemd' : 'bound';
     control = createControlBackend({
       state,
       startedAt,
       reload: () => reload('rpc'),
       activeConnections: () => listener.active,
       listeners: () => [
-        ...addresses.map((address) => ({ name: 'proxy', address, source: 'bound' as const })),
-        { name: 'control', address: path, source: 'bound' as const },
+        ...addresses.map((address) => ({
+          name: 'proxy',
+          address,
+          source: sources.get(address) ?? ('bound' as const),
+        })),
+        ...controlPaths.map((address) => ({ name: 'control', address, source: controlSource })),
       ],
     });
-    try {
-      controlServer = await bindControlSocket(path);
-    } catch (err) {
-      for (const s of servers) s.close();
-      state.close();
-      throw new StartupError(`cannot serve the control socket ${path}: ${(err as Error).message}`);
-    }
     controlSocket = createControlServer({
       backend: control,
       authorize: createAuthorizer(() => state.current().config.rpc),
@@ -164,14 +219,25 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       onError: (err, call) =>
         log.error(`control${call ? ` ${call.method}` : ''}: ${(err as Error).stack ?? err}`),
     });
-    controlSocket.attach(controlServer);
+    for (const s of controlServers) controlSocket.attach(s);
   }
   state.startWatching();
   const acl = snap.acl
     ? `ACL ${snap.acl.file} (sha256 ${snap.aclHash?.slice(0, 12)})`
     : 'NO VALID ACL: every request is denied';
   log.info(`${acl}; audit records to ${logging.auditDestination}`);
+  if (controlPaths.length) log.info(`control socket ${controlPaths.join(', ')}`);
   log.info(`listening on ${addresses.join(', ')}`);
+  function statusLine(): string {
+    const s = state.current();
+    const rules = s.acl ? `ACL ${s.aclHash?.slice(0, 12)}` : 'NO VALID ACL (denying all)';
+    const last = state.lastReload;
+    const reloadNote = last && !last.ok ? '; last reload FAILED' : '';
+    return `serving on ${addresses.join(', ')}; ${rules}; ${listener.active} connections${reloadNote}`;
+  }
+  notifier.ready(statusLine());
+  const statusTimer = setInterval(() => notifier.status(statusLine()), 10_000);
+  statusTimer.unref();
 
   let stopping: { done: Promise<void>; now(): void } | null = null;
 
@@ -190,8 +256,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       });
       const grace = opts.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
       const done = (async () => {
+        notifier.stopping();
+        clearInterval(statusTimer);
         for (const s of servers) s.close();
-        controlServer?.close();
+        for (const s of controlServers) s.close();
         controlSocket?.close();
         pipeline.stopAccepting();
         state.close();
@@ -206,6 +274,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         }
         listener.closeAll();
         for (const s of sockets) s.destroy();
+        notifier.close();
         log.info('stopped');
         logging.flush();
       })();

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { tmpDir } from '../../harness/index.js';
+import { freePort, requireTool, startProcess, tmpDir } from '../../harness/index.js';
 import {
   closed,
   echo,
@@ -127,4 +127,35 @@ test('portail check: valid, and every diagnostic with its position when not', (t
   const badCfg = portail(['check', '--config', cfg]);
   assert.equal(badCfg.status, 1);
   assert.match(badCfg.stderr, /portail\.toml:2:1: error: .*bogus-key/);
+});
+
+test('socket activation: a listening socket passed by systemd as "proxy" is served', async (t) => {
+  const activate = requireTool(t, 'systemd-socket-activate', 'systemd');
+  if (!activate) return;
+  const origin = await tcpServer(t, echo);
+  const dir = tmpDir(t);
+  const cfg = join(dir, 'portail.toml');
+  writeFileSync(cfg, 'filter-acl-rules-path = "filter.acl"\n');
+  writeFileSync(join(dir, 'filter.acl'), 'policy a { action allow }\n');
+  const port = await freePort();
+  const p = await startProcess(
+    activate,
+    [
+      '-l',
+      `127.0.0.1:${port}`,
+      '--fdname=proxy',
+      process.execPath,
+      PORTAIL,
+      'daemon',
+      '--config',
+      cfg,
+    ],
+    { t, readyWhen: { port }, name: 'systemd-socket-activate' },
+  );
+  // The first connection starts the daemon; it answers on the passed socket.
+  const c = await socksConnect(port, '127.0.0.1', origin.port);
+  c.write('activated');
+  assert.equal((await readBytes(c, 9)).toString(), 'activated');
+  assert.match(p.output(), new RegExp(`listening on 127\\.0\\.0\\.1:${port}`));
+  c.destroy();
 });
