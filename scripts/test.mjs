@@ -27,7 +27,8 @@ if (files.length === 0) {
   console.error(`no test files found for: ${wanted.join(', ')}`);
   process.exit(1);
 }
-const args = ['--test', '--test-reporter=spec', ...files];
+// A hung test must fail, not eat CI's time: 5 minutes per test at most.
+const args = ['--test', '--test-reporter=spec', '--test-timeout=300000', ...files];
 const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
 let skipped = 0;
 let tail = '';
