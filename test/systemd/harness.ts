@@ -5,6 +5,8 @@
 //  - private tmpfs on /run, /tmp, /var/tmp, /var/log/journal, /var/lib/systemd, and a
 //    private /dev (systemd-tmpfiles or journald's /dev/log would otherwise write to the
 //    host's), /proc/sys and /sys read-only (PID 1 raises global sysctls at boot);
+//  - /etc copy-on-write (an overlay on a tmpfs): units may create /etc/portail, tests add
+//    users and groups, and the host's /etc never changes;
 //  - /etc/systemd/system replaced by a tmpfs holding only the test's units, plus masks
 //    for every unit that touches host-global state, and a boot target of our own so that
 //    nothing else starts;
@@ -100,6 +102,12 @@ export interface SandboxOptions {
   start?: string[];
   /** Files by path relative to /srv/test (stubs, clients). */
   files?: Record<string, string>;
+  /** Files by path relative to /etc, written into the sandbox's copy-on-write /etc
+   * (configuration under /etc/portail; lines for /etc/group go through `groups`). */
+  etc?: Record<string, string>;
+  /** Lines appended to the sandbox's /etc/passwd and /etc/group (test users). */
+  passwd?: string[];
+  group?: string[];
   /** The checkout to mount read-only at /srv/portail (default: this repository). */
   checkout?: string;
   bootTimeoutMs?: number;
@@ -226,6 +234,12 @@ function bootScript(
     `mount --bind ${q(checkout)} ${CHECKOUT}`,
     `mount -o remount,bind,ro ${CHECKOUT}`,
     `cp -a ${q(`${state}/files`)}/. ${TEST_FILES}/`,
+    // /etc copy-on-write: ConfigurationDirectory=, test users and groups, the daemon's
+    // configuration — none of it may reach the host's /etc.
+    'mkdir /srv/etc-rw && mount -t tmpfs -o mode=0755 tmpfs /srv/etc-rw',
+    'mkdir /srv/etc-rw/upper /srv/etc-rw/work',
+    'mount -t overlay overlay -o lowerdir=/etc,upperdir=/srv/etc-rw/upper,workdir=/srv/etc-rw/work /etc',
+    `cp -a ${q(`${state}/etc`)}/. /etc/`,
     `printf '%s\\n' ${machineId} > /srv/machine-id`,
     'mount --bind /srv/machine-id /etc/machine-id',
     'mount -t tmpfs -o mode=0755 tmpfs /etc/systemd/system',
@@ -313,6 +327,21 @@ export class Sandbox {
       join(units, TARGET),
       `[Unit]\nDescription=portail test sandbox\nAllowIsolate=yes\n${(opts.start ?? []).map((u) => `Wants=${u}\nAfter=${u}\n`).join('')}`,
     );
+    const etc = join(state, 'etc');
+    mkdirSync(etc, { mode: 0o755 });
+    for (const [rel, text] of Object.entries(opts.etc ?? {})) {
+      mkdirSync(dirname(join(etc, rel)), { recursive: true, mode: 0o755 });
+      writeFileSync(join(etc, rel), text, { mode: 0o644 });
+    }
+    for (const [db, lines] of [
+      ['passwd', opts.passwd],
+      ['group', opts.group],
+    ] as const) {
+      if (lines?.length)
+        writeFileSync(join(etc, db), `${readFileSync(`/etc/${db}`, 'utf8')}${lines.join('\n')}\n`, {
+          mode: 0o644,
+        });
+    }
     const files = join(state, 'files');
     mkdirSync(files, { mode: 0o755 });
     for (const [rel, text] of Object.entries(opts.files ?? {})) {

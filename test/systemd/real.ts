@@ -1,0 +1,97 @@
+// The REAL daemon under systemd: the repository's unit files with only the program paths
+// adapted (the checkout is mounted at /srv/portail inside the sandbox), a configuration
+// in the sandbox's own /etc/portail, and small clients run inside the sandbox.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CHECKOUT, repoRoot, TEST_FILES } from './harness.js';
+
+export const NODE = '/usr/bin/node';
+export const PORTAIL = `${NODE} ${CHECKOUT}/dist/proxy/cli/portail.js`;
+export const PORTAILCTL = `${NODE} ${CHECKOUT}/dist/rpc/portailctl.js`;
+export const ORIGIN_PATH = `${TEST_FILES}/origin.mjs`;
+
+/** A unit file of systemd/, with `portail`/`portailctl` replaced by their paths here. */
+export function realUnit(name: string, extra = ''): string {
+  const text = readFileSync(join(repoRoot(), 'systemd', name), 'utf8')
+    .replace(/^ExecStart=portail /m, `ExecStart=${PORTAIL} `)
+    .replace(/^ExecReload=\+portailctl /m, `ExecReload=+${PORTAILCTL} `);
+  if (name === 'portail.service' && !text.includes(`ExecStart=${PORTAIL} `))
+    throw new Error('systemd/portail.service: ExecStart=portail … not found');
+  return text + extra;
+}
+
+/** Test users and groups (appended to the sandbox's /etc/passwd and /etc/group):
+ * alice and bob are outsiders, carol is trusted through a supplementary group, dave
+ * through his primary group, erin is an admin. */
+export const USERS = { alice: 1101, bob: 1102, carol: 1103, dave: 1104, erin: 1105 } as const;
+export const GROUPS = { ptrust: 1201, padmin: 1202 } as const;
+export const PASSWD = Object.entries(USERS).map(
+  ([name, uid]) =>
+    `${name}:x:${uid}:${name === 'dave' ? GROUPS.ptrust : uid}:test:/nonexistent:/usr/sbin/nologin`,
+);
+export const GROUP = [
+  ...Object.entries(USERS)
+    .filter(([name]) => name !== 'dave')
+    .map(([name, gid]) => `${name}:x:${gid}:`),
+  `ptrust:x:${GROUPS.ptrust}:carol`,
+  `padmin:x:${GROUPS.padmin}:erin`,
+];
+
+/** argv prefix running a command as `user` with the groups the databases give it. */
+export function as(user: keyof typeof USERS): string[] {
+  const gid = user === 'dave' ? GROUPS.ptrust : USERS[user];
+  return ['setpriv', `--reuid=${USERS[user]}`, `--regid=${gid}`, '--init-groups'];
+}
+
+/** An HTTP origin: GET /bytes/N answers N deterministic bytes (see body()), anything else
+ * "hello". Prints its port on stdout. */
+export const ORIGIN = `
+import http from 'node:http';
+const CHUNK = 64 * 1024;
+function block(i) {
+  const b = Buffer.alloc(CHUNK);
+  for (let j = 0; j < CHUNK; j += 4) b.writeUInt32LE(((i * CHUNK + j) ^ 0x9e3779b9) >>> 0, j);
+  return b;
+}
+const server = http.createServer((req, res) => {
+  const m = /^\\/bytes\\/(\\d+)$/.exec(req.url);
+  if (!m) { res.end('hello'); return; }
+  const n = Number(m[1]);
+  res.writeHead(200, { 'content-length': n, 'content-type': 'application/octet-stream' });
+  let i = 0;
+  const more = () => {
+    while (i * CHUNK < n) {
+      const b = block(i);
+      const part = Math.min(CHUNK, n - i * CHUNK);
+      i++;
+      if (!res.write(part === CHUNK ? b : b.subarray(0, part))) return res.once('drain', more);
+    }
+    res.end();
+  };
+  more();
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
+`;
+
+/** The bytes /bytes/N serves (for the expected sha256). */
+export function body(n: number): Buffer {
+  const CHUNK = 64 * 1024;
+  const out = Buffer.alloc(Math.ceil(n / CHUNK) * CHUNK);
+  for (let i = 0; i * CHUNK < n; i++) {
+    for (let j = 0; j < CHUNK; j += 4)
+      out.writeUInt32LE(((i * CHUNK + j) ^ 0x9e3779b9) >>> 0, i * CHUNK + j);
+  }
+  return out.subarray(0, n);
+}
+
+export function config(extra = ''): string {
+  return `filter-acl-rules-path = "filter.acl"
+watch-acl = false
+${extra}
+[rpc]
+trusted-groups = ["ptrust"]
+admin-groups = ["padmin"]
+`;
+}
