@@ -120,8 +120,13 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
       if (!b.dynamic) throw new ImmutableBackend(id);
       const hp = parseHostPort(spec.targetAddress);
       if ('error' in hp) throw new InvalidBackend(hp.error);
-      // Stored for ListBackends; connecting through backends is not available yet.
       dynamic.set(id, { ...spec, targetAddress: formatHostPort(hp) });
+      // What connections through this backend use from now on.
+      state.backends.setDynamic(id, {
+        targetAddress: hp,
+        identityAware: spec.identityAware,
+        ...(spec.tlsServerName !== undefined ? { tlsServerName: spec.tlsServerName } : {}),
+      });
     },
 
     explain(req) {

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { type AclContext, type Decision, evaluate } from '../../acl-lang/index.js';
 import type { AuditWriter, Log } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
+import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
 import { RequestContext, type RequestFacts } from '../context/request-context.js';
 import type { SocketTable } from '../context/socket-table.js';
 import { type CloseReason, type Relay, RelayRegistry, relay } from '../relay/index.js';
@@ -22,7 +23,7 @@ import {
   type Refusal,
 } from '../types.js';
 import { decisionFields, requestFields } from './audit-fields.js';
-import { openExit } from './exit.js';
+import { type FallbackVerdict, openExit } from './exit.js';
 import { refusalFor } from './refusal.js';
 
 type Req = Omit<ProxyRequest, 'accept' | 'reject'>;
@@ -30,6 +31,8 @@ type Req = Omit<ProxyRequest, 'accept' | 'reject'>;
 export interface PipelineState {
   current(): Snapshot;
   readonly defaultBackend: string | null;
+  /** Backend connectors, dynamic addresses and health (absent: a private registry). */
+  readonly backends?: BackendRegistry;
 }
 
 export interface PipelineOptions {
@@ -91,6 +94,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
   const now = opts.now ?? (() => new Date());
   const registry = new RelayRegistry<OpenEntry>();
   const shutdown = new AbortController();
+  const backends = state.backends ?? createBackendRegistry();
   let inflight = 0;
   let stopping = false;
   let idleWaiters: Array<() => void> = [];
@@ -115,8 +119,12 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     dnsError?: ConnectError;
   }
 
-  /** Context, ACL, decision record. The only place a request is judged. */
-  async function decide(req: Req): Promise<Decided> {
+  /**
+   * Context, ACL, decision record. The only place a request is judged. `deferAllow`:
+   * an allowed request's record is written once the exit is open (its `route` then
+   * names the backend actually used).
+   */
+  async function decide(req: Req, deferAllow = false): Promise<Decided> {
     const snap = state.current();
     const traceId = randomUUID().replaceAll('-', '');
     const facts: RequestFacts = {
@@ -175,8 +183,26 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
       await ctx.prepare(WHO, shutdown.signal);
       Object.assign(out.fields, requestFields(req, ctx, traceId));
     }
-    audit.write(auditRecord('decision', out.fields));
+    if (!(deferAllow && decision.action === 'allow')) {
+      audit.write(auditRecord('decision', out.fields));
+    }
     return out;
+  }
+
+  /** fallback-to-direct: the policies again with route.local = true (SPEC 5.3). */
+  function fallbackVerdict(d: Decided): FallbackVerdict {
+    const acl = d.snap.acl;
+    const local = evaluate(acl, d.ctx, { forceLocal: true });
+    if (local.action !== 'allow') return { allowed: false, reason: local.reason };
+    const verdict: FallbackVerdict = { allowed: true, reason: local.reason };
+    if (d.addresses !== undefined) {
+      const all = d.ctx.resolvedAddresses ?? d.addresses;
+      verdict.addresses = all.filter(
+        (ip, i) =>
+          i === 0 || evaluate(acl, d.ctx.withDstIp(ip), { forceLocal: true }).action === 'allow',
+      );
+    }
+    return verdict;
   }
 
   /** The client's answer (redacted by the explain ACL); also reported to onDenial. */
@@ -233,17 +259,31 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
 
   /** Allowed: connect. A failure still gets its close record (the decision said allow). */
   async function connect(d: Decided, req: Req, started: number) {
-    if (d.dnsError) throw d.dnsError;
     try {
-      return await openExit(d.snap, {
-        target: req.target,
-        backends: d.decision.backends,
-        addresses: d.addresses,
-        signal: shutdown.signal,
-      });
+      if (d.dnsError) throw d.dnsError;
+      const exit = await openExit(
+        d.snap,
+        {
+          target: req.target,
+          backends: d.decision.backends,
+          protocol: req.protocol,
+          addresses: d.addresses,
+          signal: shutdown.signal,
+          fallback: () => fallbackVerdict(d),
+        },
+        backends,
+      );
+      // The decision record names the way actually taken.
+      d.fields.route = exit.route;
+      if (exit.note) d.fields.reason = `${d.decision.reason}; ${exit.note}`;
+      audit.write(auditRecord('decision', d.fields));
+      return exit;
     } catch (err) {
       const e =
         err instanceof ConnectError ? err : new ConnectError('internal', (err as Error).message);
+      audit.write(
+        auditRecord('decision', { ...d.fields, reason: `${d.decision.reason}; ${e.message}` }),
+      );
       closeRecord(
         d,
         {
@@ -265,7 +305,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     inflight++;
     try {
       const started = Date.now();
-      const d = await decide(req);
+      const d = await decide(req, true);
       if (d.decision.action !== 'allow') return req.reject(await refusal(d));
       let exit: Awaited<ReturnType<typeof openExit>>;
       try {
@@ -330,7 +370,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     inflight++;
     try {
       const started = Date.now();
-      const d = await decide(req);
+      const d = await decide(req, true);
       if (d.decision.action !== 'allow') return { ok: false, refusal: await refusal(d) };
       let exit: Awaited<ReturnType<typeof openExit>>;
       try {

@@ -6,6 +6,7 @@
 
 import type { AuditWriter, Log } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
+import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
 import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
 import { buildSnapshot, type Snapshot } from './snapshot.js';
 import { type AclWatcher, createAclWatcher } from './watch.js';
@@ -45,6 +46,8 @@ export interface State {
   current(): Snapshot;
   /** The default backend in force (configuration, or set at run time); null = none. */
   readonly defaultBackend: string | null;
+  /** Connectors, dynamic backends' addresses and health (back-off), across reloads. */
+  readonly backends: BackendRegistry;
   /** Null unsets. Throws UnknownBackendError for a name not configured. */
   setDefaultBackend(id: string | null): void;
   /** Serialized: a reload asked for during another one runs after it (files may have changed since). */
@@ -70,6 +73,8 @@ export async function createState(opts: StateOptions): Promise<State> {
   if (!first.ok) throw new StartupError(first.text);
   let snap = first.snapshot;
   let defaultBackend: string | null = snap.config.defaultBackend ?? null;
+  const backends = createBackendRegistry();
+  backends.update(snap);
   let lastReload: ReloadResult | null = null;
   const listeners: SwapListener[] = [];
   let watcher: AclWatcher | null = null;
@@ -133,6 +138,7 @@ export async function createState(opts: StateOptions): Promise<State> {
     else if (defaultBackend !== null && !next.backends.has(defaultBackend))
       defaultBackend = nextDefault;
     snap = next;
+    backends.update(next);
     watchedExtra = [];
     const warnings = res.warnings.length ? formatDiagnostics(res.warnings) : '';
     for (const l of listeners) {
@@ -167,6 +173,7 @@ export async function createState(opts: StateOptions): Promise<State> {
     get defaultBackend() {
       return defaultBackend;
     },
+    backends,
     setDefaultBackend(id) {
       if (id !== null && !snap.backends.has(id)) {
         throw new UnknownBackendError(id, [...snap.backends.keys()]);
@@ -189,6 +196,7 @@ export async function createState(opts: StateOptions): Promise<State> {
     },
     close() {
       closed = true;
+      backends.close();
       watcher?.close();
       watcher = null;
     },

@@ -174,17 +174,18 @@ policy deny_all { action deny }
   c.close();
 });
 
-test('a route to a backend is refused until chaining exists (allow + connect_error close)', async () => {
+test('a dead backend without fallback-to-direct: refused, allow + connect_error close', async () => {
   const { pipeline, records } = await setup(
     `route r { use ["par01"] }\npolicy a { action allow }\n`,
-    `[backends.par01]\ntype = "socks5"\ntarget-address = "127.0.0.1:9"\n`,
+    `fallback-to-direct = false\n[backends.par01]\ntype = "socks5"\ntarget-address = "127.0.0.1:9"\n`,
   );
+  const before = originConnections;
   const c = await client({ host: '127.0.0.1', port: origin.port });
   await pipeline.tunnel(c.req);
-  assert.deepEqual(await c.refusal, {
-    reason: 'internal',
-    message: 'backend chaining not available yet',
-  });
+  const r = await c.refusal;
+  assert.equal(r.reason, 'refused');
+  assert.match(r.message, /par01/);
+  assert.equal(originConnections, before);
   assert.equal(records.of('decision')[0].route, 'par01');
   assert.equal(records.of('close')[0].close_reason, 'connect_error');
   c.close();

@@ -1,0 +1,340 @@
+// The backend registry: configuration → connectors, plus what the daemon learns at run
+// time — dynamic backends' addresses (UpdateDynamicBackend) and each backend's health
+// (failures, back-off). One registry lives for the daemon's whole life; reloads hand it
+// the new configuration (`update`), and each connect uses the snapshot its request
+// started with.
+//
+// A backend is reached by composition (ARCHITECTURE.md): TCP (Happy Eyeballs) → TLS with
+// our [escaper] identity when identity-aware → SOCKS5 or HTTP CONNECT; or an SSH
+// direct-tcpip channel. Without `type`, the backend speaks the client's own protocol.
+import type { Duplex } from 'node:stream';
+import { formatHostPort } from '../config/host-port.js';
+import type {
+  BackendConfig,
+  Config,
+  EscaperConfig,
+  HostPort,
+  ListenerConfig,
+} from '../config/types.js';
+import { ConnectError, type ProxyProtocol, type Target } from '../types.js';
+import { createDirectConnector, type DirectConnector } from './direct.js';
+import type { Resolver } from './resolver.js';
+import { createSshConnector, type SshConnector } from './ssh.js';
+import { loadTlsIdentity, type TlsIdentity, tlsWrap } from './tls-identity.js';
+import { httpConnect } from './upstream-http.js';
+import { isUpstreamReply, socks5Connect } from './upstream-socks5.js';
+
+/** Address of a dynamic backend, as the control plane set it. */
+export interface DynamicSpec {
+  targetAddress: HostPort;
+  identityAware: boolean;
+  tlsServerName?: string;
+}
+
+/** What status / ListBackends can show about a backend. */
+export interface BackendHealth {
+  name: string;
+  /** False while the backend is skipped (back-off after a failure). */
+  healthy: boolean;
+  consecutiveFailures: number;
+  lastError?: string;
+  lastFailureAt?: Date;
+  lastSuccessAt?: Date;
+  /** While backed off: when the backend is tried again. */
+  retryAt?: Date;
+}
+
+export interface BackOffPolicy {
+  initialMs: number;
+  maxMs: number;
+}
+
+/** 5 s after the first failure, doubling up to 60 s; reset by a success. */
+export const DEFAULT_BACKOFF: BackOffPolicy = { initialMs: 5000, maxMs: 60_000 };
+
+/**
+ * A failed attempt through a backend. `backendFault` = the backend itself could not be
+ * reached or spoke nonsense (it is backed off); false = the backend answered that the
+ * destination failed (it is healthy: one unreachable destination must not take a
+ * backend away from everyone).
+ */
+export class BackendError extends ConnectError {
+  constructor(
+    reason: ConnectError['reason'],
+    message: string,
+    readonly backend: string,
+    readonly backendFault: boolean,
+  ) {
+    super(reason, message);
+  }
+}
+
+/** The parts of a snapshot a connect needs (kept small for tests). */
+export interface BackendSnapshot {
+  readonly config: Pick<Config, 'connectTimeoutMs' | 'tcpNodelay' | 'escaper' | 'listener'>;
+  readonly backends: ReadonlyMap<string, BackendConfig>;
+  readonly services: { readonly resolver: Resolver };
+}
+
+export interface BackendConnectOptions {
+  /** The client's protocol: what a backend without `type` speaks. */
+  protocol: ProxyProtocol;
+  signal: AbortSignal;
+}
+
+export interface BackendRegistry {
+  /** A reload put this configuration in force: forget what no longer exists. */
+  update(snap: BackendSnapshot): void;
+  /** Throws for an unknown or non-dynamic backend (the control plane checks first). */
+  setDynamic(name: string, spec: DynamicSpec): void;
+  dynamicSpec(name: string): DynamicSpec | undefined;
+  /** Every configured backend's health, in configuration order. */
+  health(): BackendHealth[];
+  healthOf(name: string): BackendHealth;
+  /** In its back-off period: candidates lists skip it. */
+  backedOff(name: string): boolean;
+  reportFailure(name: string, err: Error): void;
+  reportSuccess(name: string): void;
+  /** Connects to `target` through backend `name`, within the configured connect-timeout. */
+  connect(
+    snap: BackendSnapshot,
+    name: string,
+    target: Target,
+    opts: BackendConnectOptions,
+  ): Promise<Duplex>;
+  close(): void;
+}
+
+interface HealthState {
+  failures: number;
+  lastError?: string;
+  lastFailureAt?: number;
+  lastSuccessAt?: number;
+  retryAt?: number;
+}
+
+interface PerConfig {
+  tcp: DirectConnector;
+  identity?: Promise<TlsIdentity>;
+}
+
+export function createBackendRegistry(
+  opts: { backOff?: BackOffPolicy; now?: () => number } = {},
+): BackendRegistry {
+  const backOff = opts.backOff ?? DEFAULT_BACKOFF;
+  const now = opts.now ?? Date.now;
+  const dynamic = new Map<string, DynamicSpec>();
+  const health = new Map<string, HealthState>();
+  const ssh = new Map<string, { key: string; conn: SshConnector }>();
+  const perConfig = new WeakMap<object, PerConfig>();
+  let names: string[] = [];
+
+  const stateOf = (name: string): HealthState => {
+    let h = health.get(name);
+    if (!h) {
+      h = { failures: 0 };
+      health.set(name, h);
+    }
+    return h;
+  };
+
+  const view = (name: string): BackendHealth => {
+    const h = health.get(name) ?? { failures: 0 };
+    const t = now();
+    const out: BackendHealth = {
+      name,
+      healthy: !(h.retryAt !== undefined && h.retryAt > t),
+      consecutiveFailures: h.failures,
+    };
+    if (h.lastError !== undefined) out.lastError = h.lastError;
+    if (h.lastFailureAt !== undefined) out.lastFailureAt = new Date(h.lastFailureAt);
+    if (h.lastSuccessAt !== undefined) out.lastSuccessAt = new Date(h.lastSuccessAt);
+    if (h.retryAt !== undefined && h.retryAt > t) out.retryAt = new Date(h.retryAt);
+    return out;
+  };
+
+  function services(snap: BackendSnapshot): PerConfig {
+    const key = snap.config;
+    let s = perConfig.get(key);
+    if (!s) {
+      // Backends are reached without `outgoing-address`: that one is for direct exits.
+      s = {
+        tcp: createDirectConnector({
+          resolver: snap.services.resolver,
+          connectTimeoutMs: snap.config.connectTimeoutMs,
+          tcpNoDelay: snap.config.tcpNodelay,
+        }),
+      };
+      perConfig.set(key, s);
+    }
+    return s;
+  }
+
+  function identity(snap: BackendSnapshot, escaper: EscaperConfig, listener: ListenerConfig) {
+    const s = services(snap);
+    s.identity ??= loadTlsIdentity(escaper, listener);
+    // A failed load (unreadable file since the check) is retried on the next request.
+    s.identity.catch(() => {
+      s.identity = undefined;
+    });
+    return s.identity;
+  }
+
+  function sshConnector(b: BackendConfig, connectTimeoutMs: number): SshConnector {
+    const key = JSON.stringify([b, connectTimeoutMs]);
+    const cur = ssh.get(b.name);
+    if (cur && cur.key === key) return cur.conn;
+    cur?.conn.close();
+    const conn = createSshConnector(b, { connectTimeoutMs });
+    ssh.set(b.name, { key, conn });
+    return conn;
+  }
+
+  async function through(
+    snap: BackendSnapshot,
+    b: BackendConfig,
+    spec: DynamicSpec,
+    target: Target,
+    o: BackendConnectOptions,
+    signal: AbortSignal,
+  ): Promise<Duplex> {
+    const name = b.name;
+    const label = `${name} (${formatHostPort(spec.targetAddress)})`;
+    const fault = (e: unknown, backendFault: boolean) => {
+      if (e instanceof BackendError) return e;
+      const ce = e instanceof ConnectError ? e : new ConnectError('internal', (e as Error).message);
+      const msg = ce.message.includes(name) ? ce.message : `backend ${label}: ${ce.message}`;
+      return new BackendError(ce.reason, msg, name, backendFault);
+    };
+    if (b.type === 'ssh') {
+      const conf = b.dynamic ? { ...b, targetAddress: spec.targetAddress } : b;
+      try {
+        return await sshConnector(conf, snap.config.connectTimeoutMs).connect(target, signal);
+      } catch (e) {
+        // The SSH connector does not say which side failed: count it against the bastion.
+        throw fault(e, true);
+      }
+    }
+    const kind = b.type ?? (o.protocol === 'socks5' ? 'socks5' : 'http');
+    let stream: Duplex;
+    try {
+      stream = await services(snap).tcp.connect(
+        { host: spec.targetAddress.host, port: spec.targetAddress.port },
+        { signal },
+      );
+      if (spec.identityAware) {
+        const id = await identity(snap, snap.config.escaper, snap.config.listener);
+        stream = await tlsWrap(stream, id, {
+          serverName: spec.tlsServerName ?? spec.targetAddress.host,
+          signal,
+          label,
+        });
+      }
+    } catch (e) {
+      throw fault(e, true);
+    }
+    try {
+      if (kind === 'socks5') {
+        return await socks5Connect(stream, target, {
+          proxy: label,
+          signal,
+          timeoutMs: snap.config.connectTimeoutMs,
+        });
+      }
+      return await httpConnect(stream, target, { proxy: label, signal });
+    } catch (e) {
+      stream.destroy();
+      const ce = e instanceof ConnectError ? e : new ConnectError('internal', String(e));
+      // The upstream answered about the destination (SOCKS reply code, HTTP status), or
+      // the destination was slow: the backend itself is fine.
+      const upstreamAnswered =
+        isUpstreamReply(ce) || / answered \d{3}/.test(ce.message) || ce.reason === 'timeout';
+      throw fault(ce, !upstreamAnswered);
+    }
+  }
+
+  const api: BackendRegistry = {
+    update(snap) {
+      names = [...snap.backends.keys()];
+      for (const n of [...dynamic.keys()]) {
+        if (!snap.backends.get(n)?.dynamic) dynamic.delete(n);
+      }
+      for (const n of [...health.keys()]) if (!snap.backends.has(n)) health.delete(n);
+      for (const [n, s] of [...ssh]) {
+        const b = snap.backends.get(n);
+        if (!b || JSON.stringify([b, snap.config.connectTimeoutMs]) !== s.key) {
+          s.conn.close();
+          ssh.delete(n);
+        }
+      }
+    },
+    setDynamic(name, spec) {
+      dynamic.set(name, { ...spec });
+      // A new address deserves a fresh start.
+      health.delete(name);
+    },
+    dynamicSpec: (name) => dynamic.get(name),
+    health: () => names.map(view),
+    healthOf: view,
+    backedOff(name) {
+      const r = health.get(name)?.retryAt;
+      return r !== undefined && r > now();
+    },
+    reportFailure(name, err) {
+      const h = stateOf(name);
+      h.lastError = err.message;
+      if (err instanceof BackendError && !err.backendFault) return;
+      h.failures++;
+      h.lastFailureAt = now();
+      const wait = Math.min(backOff.initialMs * 2 ** Math.min(h.failures - 1, 30), backOff.maxMs);
+      h.retryAt = now() + wait;
+    },
+    reportSuccess(name) {
+      const h = stateOf(name);
+      h.failures = 0;
+      h.retryAt = undefined;
+      h.lastSuccessAt = now();
+    },
+    async connect(snap, name, target, o) {
+      const b = snap.backends.get(name);
+      if (!b) throw new BackendError('internal', `unknown backend ${name}`, name, false);
+      const spec: DynamicSpec | undefined = b.dynamic
+        ? dynamic.get(name)
+        : b.targetAddress && {
+            targetAddress: b.targetAddress,
+            identityAware: b.identityAware,
+            ...(b.tlsServerName !== undefined ? { tlsServerName: b.tlsServerName } : {}),
+          };
+      if (!spec) {
+        throw new BackendError(
+          'unreachable',
+          `dynamic backend ${name} has no address yet (set it with update-dynamic-backend)`,
+          name,
+          true,
+        );
+      }
+      // One deadline for the whole attempt: TCP, TLS and the proxy's answer.
+      const ms = snap.config.connectTimeoutMs;
+      const ac = new AbortController();
+      const timer = setTimeout(
+        () =>
+          ac.abort(new ConnectError('timeout', `backend ${name}: no connection within ${ms} ms`)),
+        ms,
+      );
+      const onAbort = () => ac.abort(o.signal.reason);
+      if (o.signal.aborted) onAbort();
+      else o.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        return await through(snap, b, spec, target, o, ac.signal);
+      } finally {
+        clearTimeout(timer);
+        o.signal.removeEventListener('abort', onAbort);
+      }
+    },
+    close() {
+      for (const s of ssh.values()) s.conn.close();
+      ssh.clear();
+    },
+  };
+  return api;
+}

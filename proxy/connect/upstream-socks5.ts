@@ -1,0 +1,63 @@
+// SOCKS5 CONNECT through an upstream SOCKS5 server (dante, microsocks, `ssh -D`, a
+// portail gateway), with the `socks` package over a stream we connected ourselves —
+// plain TCP or TLS — so that timeouts, aborts and TLS are handled the same way for
+// every backend type. Host names are passed to the upstream unresolved (socks5h):
+// the upstream resolves them in its own network, which is the point of chaining.
+import type { Duplex } from 'node:stream';
+import { SocksClient } from 'socks';
+import { ConnectError, type Target } from '../types.js';
+import { abortError } from './abort.js';
+
+/** The upstream's reply code (RFC 1928 6) as our own refusal reason. */
+const REPLY_REASON: Record<string, ConnectError['reason']> = {
+  NotAllowed: 'refused',
+  NetworkUnreachable: 'unreachable',
+  HostUnreachable: 'unreachable',
+  ConnectionRefused: 'refused',
+  TTLExpired: 'timeout',
+};
+
+/** True when the upstream itself answered (it is healthy; the destination failed). */
+export function isUpstreamReply(err: ConnectError): boolean {
+  return err.message.includes('rejected the request');
+}
+
+export async function socks5Connect(
+  stream: Duplex,
+  target: Target,
+  opts: { proxy: string; signal: AbortSignal; timeoutMs: number },
+): Promise<Duplex> {
+  const { proxy, signal } = opts;
+  if (signal.aborted) {
+    stream.destroy();
+    throw abortError(signal, `SOCKS5 through ${proxy}`);
+  }
+  const onAbort = () => stream.destroy();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const { socket } = await SocksClient.createConnection({
+      // Only used for logging inside the package: the stream is already connected.
+      proxy: { host: '0.0.0.0', port: 1, type: 5 },
+      command: 'connect',
+      destination: { host: target.host, port: target.port },
+      existing_socket: stream,
+      timeout: opts.timeoutMs,
+    });
+    return socket;
+  } catch (err) {
+    stream.destroy();
+    if (signal.aborted) throw abortError(signal, `SOCKS5 through ${proxy}`);
+    const msg = (err as Error).message;
+    const m = / - (\w+)$/.exec(msg);
+    if (m && msg.startsWith('Socks5 proxy rejected connection')) {
+      const reason = REPLY_REASON[m[1]] ?? 'internal';
+      throw new ConnectError(reason, `upstream SOCKS5 ${proxy} rejected the request: ${m[1]}`);
+    }
+    if (/timed out/i.test(msg)) {
+      throw new ConnectError('timeout', `upstream SOCKS5 ${proxy}: handshake timed out`);
+    }
+    throw new ConnectError('internal', `upstream SOCKS5 ${proxy}: ${msg}`);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
