@@ -14,6 +14,7 @@ import {
   type ProxyProtocol,
   type Target,
 } from '../types.js';
+import { type GeoLookup, installedGeoDatabase } from './geoip.js';
 import {
   isLoopback,
   type ProcessInfo,
@@ -36,6 +37,8 @@ export interface ContextServices {
   socketTable: SocketTable;
   /** IANA zone for time.*; absent = the process's local time. */
   timeZone?: string;
+  /** `[geoip] database` for geo.country / dst.geo.country; absent = the one the daemon installed. */
+  geo?: GeoLookup;
 }
 
 /** Attributes this provider computes, with their types (a subset of acl-lang's KNOWN_ATTRIBUTES). */
@@ -138,7 +141,26 @@ export class RequestContext implements AclContext {
       work.push(this.owner());
     }
     if (TIME_ATTRS.some((n) => names.has(n))) this.clock();
+    // geo.*: an in-memory lookup, but only for rules that name them.
+    if (names.has('geo.country')) this.geoLookup('geo.country', this.facts.get('client.ip'));
+    if (names.has('dst.geo.country')) {
+      if (this.facts.has('dst.ip')) this.geoLookup('dst.geo.country', this.facts.get('dst.ip'));
+      else {
+        this.dns ??= this.resolve(signal);
+        work.push(
+          this.dns.then(() => this.geoLookup('dst.geo.country', this.computed.get('dst.ip'))),
+        );
+      }
+    }
     await Promise.all(work.map((p) => p.catch(() => undefined)));
+  }
+
+  /** Country of `ip` from the GeoIP database; missing when there is none or it does not know. */
+  private geoLookup(name: string, ip: AttrValue | undefined): void {
+    if (this.computed.has(name) || typeof ip !== 'string') return;
+    const geo = this.services.geo ?? installedGeoDatabase();
+    const code = geo?.country(ip);
+    if (code !== undefined) this.computed.set(name, code);
   }
 
   get(name: string): AttrValue | undefined {

@@ -6,10 +6,12 @@ import { createAuthorizer } from '../../rpc/authorize.js';
 import { bindControlSocket } from '../../rpc/bind.js';
 import { type ControlServer, createControlServer } from '../../rpc/server.js';
 import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
-import { auditRecord } from '../audit/record.js';
+import { auditRecord, formatEndpoint } from '../audit/record.js';
 import { ConfigError, formatConfigError, formatHostPort, loadConfig } from '../config/index.js';
+import { installGeoDatabase, openGeoDatabase } from '../context/geoip.js';
 import { createSocketTable } from '../context/socket-table.js';
 import { createProxyListener } from '../listen/listener.js';
+import { createTlsTerminator, readTlsSettings } from '../listen/tls.js';
 import { createPipeline, type DataPlane } from '../pipeline/pipeline.js';
 import {
   createState,
@@ -97,10 +99,37 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   });
   state.onSwap((next) => pipeline.reevaluate(next).then(() => undefined));
   const snap = state.current();
+  // Gateway role: [listener] TLS and [geoip]. Unusable files are fatal at start; on a
+  // reload they are logged and the previous certificates / database stay in force.
+  const refusedConnection = (c: { ip: string; port: number }, reason: string) =>
+    audit.write(auditRecord('error', { client: formatEndpoint(c.ip, c.port), reason }));
+  let tlsTerminator: ReturnType<typeof createTlsTerminator>;
+  try {
+    tlsTerminator = createTlsTerminator(readTlsSettings(snap.config.listener), {
+      onFailure: refusedConnection,
+    });
+    if (snap.config.listener.requireTls && !tlsTerminator.enabled)
+      throw new Error('[listener] require-tls needs tls-chain and tls-privkey');
+    installGeoDatabase(
+      snap.config.geoip.database ? await openGeoDatabase(snap.config.geoip.database) : undefined,
+    );
+  } catch (err) {
+    state.close();
+    throw new StartupError((err as Error).message);
+  }
+  state.onSwap((next) => tlsTerminator.update(readTlsSettings(next.config.listener)));
+  state.onSwap(async (next) => {
+    const db = next.config.geoip.database;
+    installGeoDatabase(db ? await openGeoDatabase(db) : undefined);
+  });
   const listener = createProxyListener({
     pipeline,
     handshakeTimeoutMs: snap.config.handshakeTimeoutMs,
     maxConnections: snap.config.maxConnections,
+    onTls: tlsTerminator.onTls,
+    proxyProtocol: () => state.current().config.listener.proxyProtocol,
+    requireTls: () => state.current().config.listener.requireTls,
+    onConnectionRefused: refusedConnection,
     onError: (err, where) => log.error(`${where}: ${err.stack ?? err.message}`),
     onRefused: (c) =>
       log.warn(

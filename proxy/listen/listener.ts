@@ -10,8 +10,10 @@ import { DETECT_MAX_BYTES, type DetectedProtocol, detectProtocol } from './detec
 import { DEFAULT_LIMITS, type FrontEndContext, type HandshakeLimits } from './frontend.js';
 import { createHttp1FrontEnd } from './http1.js';
 import { createHttp2FrontEnd } from './http2.js';
+import { readProxyHeader } from './proxy-protocol.js';
 import { serveSocks5 } from './socks5.js';
 import { socketIp } from './target.js';
+import type { ServeDecrypted } from './tls.js';
 
 export interface ProxyListenerOptions {
   pipeline: Pipeline;
@@ -24,11 +26,18 @@ export interface ProxyListenerOptions {
   /** A connection refused because max-connections was reached (SPEC 3: "refused, logged"). */
   onRefused?: (client: { ip: string; port: number }) => void;
   /**
-   * TODO(tls): the TLS listener (gateway role, `[listener]` certificates) plugs in here:
-   * terminate TLS, then call handleSocket(tlsSocket, { auth: 'tls', cert }) so that the
-   * decrypted bytes are detected again (SPEC 4). Without it TLS connections are closed.
+   * The TLS listener (gateway role, `[listener]` certificates, tls.ts): terminates TLS
+   * and calls `serve` with the decrypted socket, which is then served by ALPN or
+   * detected again (SPEC 4), under the same handshake deadline and connection count.
+   * Without it TLS connections are closed.
    */
-  onTls?: (socket: Socket, client: ClientFacts) => void;
+  onTls?: (socket: Socket, client: ClientFacts, serve: ServeDecrypted) => void;
+  /** `[listener] proxy-protocol`: a PROXY v1/v2 header must come first (read at each connection). */
+  proxyProtocol?: () => boolean;
+  /** `[listener] require-tls`: plaintext SOCKS5/HTTP is closed on this listener. */
+  requireTls?: () => boolean;
+  /** A connection closed before any request for a reason worth auditing (bad PROXY header, plaintext refused). */
+  onConnectionRefused?: (client: ClientFacts, reason: string) => void;
   limits?: Partial<HandshakeLimits>;
 }
 
@@ -130,15 +139,92 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     socket.once('close', () => clearTimeout(timer));
     ctx.handshakeStart();
 
-    readHead(socket, (protocol, head) => {
-      socket.unshift(head);
-      try {
-        dispatch(protocol, socket, ctx);
-      } catch (err) {
-        reportError(err, `dispatch ${protocol}`);
+    const detect = () =>
+      readHead(socket, (protocol, head) => {
+        socket.unshift(head);
+        route(protocol, socket, ctx, false);
+      });
+    if (!opts.proxyProtocol?.()) {
+      detect();
+      return;
+    }
+    // Before TLS and detection: the header names the client the balancer accepted.
+    readProxyHeader(socket, (header) => {
+      if ('error' in header) {
+        refuseConnection(client, `PROXY protocol: ${header.error}`);
         socket.destroy();
+        return;
       }
+      if (header.kind === 'proxy') {
+        client.ip = header.ip;
+        client.port = header.port;
+      }
+      detect();
     });
+  }
+
+  function refuseConnection(client: ClientFacts, reason: string): void {
+    try {
+      opts.onConnectionRefused?.(client, reason);
+    } catch {
+      // logging only
+    }
+  }
+
+  /** TLS is terminated once (never nested); plaintext is refused when require-tls says so. */
+  function route(
+    protocol: DetectedProtocol,
+    socket: Socket,
+    ctx: FrontEndContext,
+    decrypted: boolean,
+  ): void {
+    try {
+      if (protocol === 'tls') {
+        if (decrypted || !opts.onTls) {
+          socket.destroy();
+          return;
+        }
+        opts.onTls(socket, ctx.client, (tlsSocket, outcome) =>
+          serveDecrypted(tlsSocket, socket, ctx, outcome),
+        );
+        return;
+      }
+      if (!decrypted && opts.requireTls?.()) {
+        refuseConnection(ctx.client, `plaintext ${protocol} refused (require-tls)`);
+        socket.destroy();
+        return;
+      }
+      dispatch(protocol, socket, ctx);
+    } catch (err) {
+      reportError(err, `dispatch ${protocol}`);
+      socket.destroy();
+    }
+  }
+
+  /**
+   * The decrypted side of a TLS connection: same deadline (still running since the
+   * first byte), same slot in the connection count; ALPN decides, else detect again.
+   */
+  function serveDecrypted(
+    tlsSocket: Socket,
+    raw: Socket,
+    outer: FrontEndContext,
+    outcome: { auth: ClientFacts['auth']; cert?: CertFacts; alpn?: string },
+  ): void {
+    tlsSocket.on('error', ignore);
+    tlsSocket.once('close', () => raw.destroy());
+    const ctx: FrontEndContext = {
+      ...outer,
+      client: { ...outer.client, auth: outcome.auth },
+      cert: outcome.cert,
+    };
+    if (outcome.alpn === 'h2') route('http2', tlsSocket, ctx, true);
+    else if (outcome.alpn === 'http/1.1') route('http1', tlsSocket, ctx, true);
+    else
+      readHead(tlsSocket, (protocol, head) => {
+        tlsSocket.unshift(head);
+        route(protocol, tlsSocket, ctx, true);
+      });
   }
 
   function dispatch(protocol: DetectedProtocol, socket: Socket, ctx: FrontEndContext): void {
@@ -153,12 +239,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
         http1.serve(socket, ctx);
         return;
       case 'tls':
-        if (opts.onTls) {
-          ctx.handshakeDone();
-          opts.onTls(socket, ctx.client);
-        } else {
-          socket.destroy();
-        }
+        socket.destroy(); // route() terminates TLS; never reached
         return;
     }
   }
