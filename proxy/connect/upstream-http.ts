@@ -58,7 +58,7 @@ export function httpConnect(
     const finish = (err: ConnectError | null) => {
       if (done) return;
       done = true;
-      stream.off('data', onData);
+      stream.off('readable', onReadable);
       stream.off('error', onError);
       stream.off('close', onClose);
       signal.removeEventListener('abort', onAbort);
@@ -67,6 +67,17 @@ export function httpConnect(
         reject(err);
       } else {
         resolve(stream);
+      }
+    };
+    // `readable` + read(), not `data`: once our listener is gone the stream is back in
+    // its initial mode, so the relay's own listener starts the flow (after the bytes
+    // we push back) and nothing is read while nobody listens.
+    const onReadable = () => {
+      for (;;) {
+        if (done) return;
+        const chunk: Buffer | null = stream.read();
+        if (chunk === null) return;
+        onData(chunk);
       }
     };
     const onData = (chunk: Buffer) => {
@@ -90,10 +101,9 @@ export function httpConnect(
         finish(errorForStatus(parsed.status, parsed.reason, proxy));
         return;
       }
-      stream.pause();
       const rest = buf.subarray(end + 4);
-      finish(null);
       if (rest.length) stream.unshift(rest);
+      finish(null);
     };
     const onError = (e: Error) =>
       finish(new ConnectError('internal', `upstream proxy ${proxy}: ${e.message}`));
@@ -104,7 +114,7 @@ export function httpConnect(
     const onAbort = () => finish(abortError(signal, `CONNECT through ${proxy}`));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
-    stream.on('data', onData);
+    stream.on('readable', onReadable);
     stream.on('error', onError);
     stream.on('close', onClose);
     const a = authority(target);
