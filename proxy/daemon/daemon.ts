@@ -25,13 +25,19 @@ import { createControlBackend, type DaemonControl } from './control.js';
 import {
   adopt,
   createNotifier,
+  handOver,
+  handoverUnavailable,
   type ListenerSource,
   passedSockets,
+  resumeRelays,
   storeBound,
 } from './systemd.js';
 
 /** SIGTERM/SIGINT: open relays get this long to finish before they are closed. */
 export const SHUTDOWN_GRACE_MS = 10_000;
+/** Restart hand-over: connections accepted before the stop get this long to finish their
+ * handshake and connect, so that they are handed over rather than refused. */
+const HANDSHAKE_SETTLE_MS = 500;
 
 export interface DaemonOptions {
   config: string;
@@ -181,6 +187,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   } catch (err) {
     fail(err);
   }
+  // Relays the previous process handed over (restart): they go on byte-exact.
+  resumeRelays(passed.relays, pipeline, log);
 
   const startedAt = new Date();
   const notifier = createNotifier(log);
@@ -290,6 +298,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         for (const s of servers) s.close();
         for (const s of controlServers) s.close();
         controlSocket?.close();
+        // A stop under systemd with a file descriptor store may be a restart: plain-TCP
+        // relays go to the next process through the store (docs/operations.md); the
+        // others are drained below. A final `systemctl stop` closes the stored ones.
+        const handoverOff = handoverUnavailable();
+        if (handoverOff === null) {
+          const deadline = Date.now() + HANDSHAKE_SETTLE_MS;
+          while (
+            Date.now() < deadline &&
+            (pipeline.pending > 0 || listener.active > pipeline.active)
+          ) {
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          await handOver(pipeline.detachForHandover(), log);
+        } else if (pipeline.active > 0) {
+          log.info(`stopping: open relays are not handed over: ${handoverOff}`);
+        }
         pipeline.stopAccepting();
         state.close();
         const open = pipeline.active;
@@ -297,7 +321,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
           log.info(`stopping: waiting up to ${grace} ms for ${open} open connection(s)`);
         const drained = await Promise.race([pipeline.drain(grace), cutShort.then(() => false)]);
         if (!drained) {
-          pipeline.closeAll('shutdown');
+          pipeline.closeAll('shutdown', handoverOff === null);
           // Close records are written from the relays' close events.
           await pipeline.drain(2000);
         }

@@ -13,6 +13,7 @@ import { auditRecord } from '../audit/record.js';
 import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
 import { RequestContext, type RequestFacts } from '../context/request-context.js';
 import type { SocketTable } from '../context/socket-table.js';
+import { type HandoverRecord, type Json, toJson, whyNotTransferable } from '../relay/handover.js';
 import { type CloseReason, type Relay, RelayRegistry, relay } from '../relay/index.js';
 import type { Snapshot } from '../state/snapshot.js';
 import {
@@ -55,6 +56,21 @@ interface OpenEntry {
   remoteIp: string | undefined;
   /** Set when a reload closed it: the close record says why. */
   closedBy?: { decision: Decision };
+  /** Restart hand-over (proxy/relay/handover.ts): the record of a relay that can go on in
+   * the next process; absent when it cannot, and `whyNot` says why. */
+  handover?: (at: { bytesUp: number; bytesDown: number; startedAt: number }) => HandoverRecord;
+  whyNot?: string;
+  /** Set when a stop closed it instead of handing it over: the close record says why. */
+  stopNote?: string;
+}
+
+/** A relay detached for the next process (no close record written). */
+export interface HandedOver {
+  client: Duplex;
+  upstream: Duplex;
+  record: HandoverRecord;
+  /** The hand-over failed after all: reset both sides and write the close record. */
+  abandon(why: string): void;
 }
 
 export interface DataPlane extends Pipeline {
@@ -66,8 +82,22 @@ export interface DataPlane extends Pipeline {
   stopAccepting(): void;
   /** Resolves true once nothing is active, false after `timeoutMs`. */
   drain(timeoutMs: number): Promise<boolean>;
-  /** Aborts pending connects and closes every relay with `reason`. */
-  closeAll(reason: CloseReason): void;
+  /** Aborts pending connects and closes every relay with `reason`; with `handover`, the
+   * close records say that they could not be handed over to the next process, and why. */
+  closeAll(reason: CloseReason, handover?: boolean): void;
+  /** Requests being decided or connected now (not yet relaying or refused). */
+  readonly pending: number;
+  /** Restart: detaches every open relay that can go on in another process (plain TCP on
+   * both sides), without closing it or writing its close record. */
+  detachForHandover(): HandedOver[];
+  /** Resumes a relay handed over by the previous process; `unread` are the bytes that
+   * process had read but not relayed (already written to the other side by the caller). */
+  resume(
+    client: Duplex,
+    upstream: Duplex,
+    record: HandoverRecord,
+    unread: { up: number; down: number },
+  ): void;
 }
 
 const NO_NAMES: ReadonlySet<string> = new Set();
@@ -337,6 +367,25 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         openValues: d.ctx.snapshot(),
         remoteIp: exit.remoteIp,
       };
+      const whyNot = whyNotTransferable(client, exit.stream);
+      if (whyNot === null) {
+        entry.handover = (at) => ({
+          v: 1,
+          traceId: d.traceId,
+          ...at,
+          idleTimeoutMs: d.snap.config.idleTimeoutMs,
+          fields: toJson(d.fields) as { [k: string]: Json },
+          facts: toJson({
+            target: req.target,
+            protocol: req.protocol,
+            cmd: req.cmd,
+            client: req.client,
+            cert: req.cert,
+          }) as { [k: string]: Json },
+          openValues: toJson(entry.openValues) as { [k: string]: Json },
+          remoteIp: entry.remoteIp ?? null,
+        });
+      } else entry.whyNot = whyNot;
       let r: Relay | undefined;
       let gone = false;
       r = relay(client, exit.stream, {
@@ -346,7 +395,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
           if (r) registry.delete(r);
           const newReason = entry.closedBy
             ? `after reload: ${entry.closedBy.decision.reason}`
-            : undefined;
+            : entry.stopNote;
           closeRecord(d, stats, newReason);
           settled();
         },
@@ -383,6 +432,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         ctx: d.ctx,
         openValues: d.ctx.snapshot(),
         remoteIp: exit.remoteIp,
+        whyNot: 'a plain HTTP exchange',
       };
       let closedBy: CloseReason | undefined;
       const handle = {
@@ -402,7 +452,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
           registry.delete(handle);
           const newReason = entry.closedBy
             ? `after reload: ${entry.closedBy.decision.reason}`
-            : undefined;
+            : entry.stopNote;
           closeRecord(
             d,
             {
@@ -502,9 +552,95 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         idleWaiters.push(done);
       });
     },
-    closeAll(reason) {
+    closeAll(reason, handover) {
       shutdown.abort(new ConnectError('internal', 'portail is shutting down'));
+      if (handover) {
+        for (const [, e] of registry.list())
+          e.stopNote ??= `cannot be handed over to the next process: ${e.whyNot ?? 'still connecting'}`;
+      }
       registry.closeAll(reason);
+    },
+    get pending() {
+      return inflight;
+    },
+    detachForHandover() {
+      const out: HandedOver[] = [];
+      for (const [item, e] of registry.list()) {
+        if (!e.handover) continue;
+        const got = registry.detach(item);
+        if (!got) continue;
+        const { client, upstream, bytesUp, bytesDown, startedAt } = got.relay;
+        const record = e.handover({ bytesUp, bytesDown, startedAt });
+        out.push({
+          client,
+          upstream,
+          record,
+          abandon(why) {
+            for (const s of [client, upstream]) {
+              const sock = s as Duplex & { resetAndDestroy?: () => void };
+              if (typeof sock.resetAndDestroy === 'function') sock.resetAndDestroy();
+              else s.destroy();
+            }
+            audit.write(
+              auditRecord('close', {
+                ...record.fields,
+                reason: `hand-over to the next process failed: ${why}`,
+                bytes_up: bytesUp,
+                bytes_down: bytesDown,
+                duration_ms: Date.now() - startedAt,
+                close_reason: 'shutdown',
+              }),
+            );
+          },
+        });
+      }
+      settled();
+      return out;
+    },
+    resume(client, upstream, rec, unread) {
+      const ctx = new RequestContext(rec.facts as unknown as RequestFacts, {
+        resolver: state.current().services.resolver,
+        socketTable,
+        now,
+        timeZone: opts.timeZone,
+      });
+      const entry: OpenEntry = {
+        ctx,
+        openValues: rec.openValues as OpenEntry['openValues'],
+        remoteIp: rec.remoteIp ?? undefined,
+      };
+      // It may be handed over again at the next restart.
+      entry.handover = (at) => ({ ...rec, ...at });
+      let r: Relay | undefined;
+      let gone = false;
+      r = relay(client, upstream, {
+        idleTimeoutMs: rec.idleTimeoutMs,
+        initial: {
+          bytesUp: rec.bytesUp + unread.up,
+          bytesDown: rec.bytesDown + unread.down,
+          startedAt: rec.startedAt,
+        },
+        traceId: rec.traceId,
+        onClose(stats) {
+          gone = true;
+          if (r) registry.delete(r);
+          const reason = entry.closedBy
+            ? `after reload: ${entry.closedBy.decision.reason}`
+            : entry.stopNote;
+          audit.write(
+            auditRecord('close', {
+              ...rec.fields,
+              ...(reason !== undefined ? { reason } : {}),
+              bytes_up: stats.bytesUp,
+              bytes_down: stats.bytesDown,
+              duration_ms: stats.durationMs,
+              close_reason: stats.closeReason,
+            }),
+          );
+          settled();
+        },
+      });
+      if (!gone) registry.add(r, entry);
     },
   };
 }

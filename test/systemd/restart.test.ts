@@ -160,7 +160,17 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
       NRestarts: String(Number(before.NRestarts) + 1),
     });
     assert.notEqual(after.MainPID, before.MainPID);
-    assert.deepEqual(await probes, Array(20).fill(0), 'every connection attempt was served');
+    const codes = await probes;
+    // curl 7 = connection refused: the stored listener must never refuse. A connection
+    // the killed process had already accepted dies with it (nobody stored it): at most
+    // the one or two in flight at the kill (curl 52/56), all the others are served.
+    assert.equal(codes.length, 20);
+    assert.ok(!codes.includes(7), `a connection was refused: ${codes}`);
+    assert.ok(codes.filter((c) => c !== 0).length <= 2, `served: ${codes}`);
+    assert.ok(
+      codes.every((c) => c === 0 || c === 52 || c === 56),
+      `only in-flight losses: ${codes}`,
+    );
   });
 
   test('a relay that cannot be handed over (plain HTTP forward) is drained, then closed', async () => {
