@@ -148,6 +148,11 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
     assert.equal(decision[0]._PID, oldPid, 'decided by the old process');
     const handed = await box.journal('-u', 'portail', `_PID=${oldPid}`, '-g', 'handed over');
     assert.equal(handed.length, 1, 'the old process says what it handed over');
+    assert.equal(handed[0].PORTAIL_HANDED_OVER, '1');
+    // The new process took the relay's descriptors out of the store (FDSTOREREMOVE=1):
+    // only the listening socket stays.
+    const store = await box.show('portail.service', 'NFileDescriptorStore');
+    assert.equal(store.NFileDescriptorStore, '1');
   });
 
   test('SIGKILL with Restart=on-failure: restarted, and no connection refused', async () => {
