@@ -9,6 +9,7 @@ export const NODE = '/usr/bin/node';
 export const PORTAIL = `${NODE} ${CHECKOUT}/dist/proxy/cli/portail.js`;
 export const PORTAILCTL = `${NODE} ${CHECKOUT}/dist/rpc/portailctl.js`;
 export const ORIGIN_PATH = `${TEST_FILES}/origin.mjs`;
+export const ECHO_CLIENT_PATH = `${TEST_FILES}/echo-client.mjs`;
 
 /** A unit file of systemd/, with `portail`/`portailctl` replaced by their paths here. */
 export function realUnit(name: string, extra = ''): string {
@@ -95,3 +96,55 @@ trusted-groups = ["ptrust"]
 admin-groups = ["padmin"]
 `;
 }
+
+/** node echo-client.mjs PROXY_PORT: runs an echo server, opens one SOCKS5 CONNECT through
+ * the proxy to it, prints "relaying", streams numbered bytes (997 every 5 ms) until stdin
+ * closes, then half-closes and prints {"sent","received","mismatch","ended"} once the
+ * echo has come back (or after 10 s). */
+export const ECHO_CLIENT = `
+import net from 'node:net';
+const proxyPort = Number(process.argv[2]);
+const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(0, '127.0.0.1');
+await new Promise((r) => echo.once('listening', r));
+const sock = net.connect(proxyPort, '127.0.0.1');
+const port = echo.address().port;
+let buf = Buffer.alloc(0);
+await new Promise((resolve, reject) => {
+  sock.once('error', reject);
+  const onData = (c) => {
+    buf = Buffer.concat([buf, c]);
+    if (buf.length >= 2 && buf.length < 12) return;
+    if (buf.length >= 12) { sock.off('data', onData); buf[1] === 0 ? resolve() : reject(new Error('socks reply ' + buf[1])); }
+  };
+  sock.on('data', onData);
+  sock.write(Buffer.from([5, 1, 0]));
+  sock.write(Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 255]));
+});
+// The first 2 bytes were the method reply; 10 the CONNECT reply.
+let sent = 0, received = 0, mismatch = -1, ended = false;
+const byte = (i) => (i * 7 + (i >> 8)) & 255;
+sock.on('data', (c) => {
+  for (const b of c) {
+    if (mismatch < 0 && b !== byte(received)) mismatch = received;
+    received++;
+  }
+});
+sock.on('end', () => { ended = true; });
+sock.on('error', (e) => { process.stderr.write('client error ' + e.code + '\\n'); });
+const timer = setInterval(() => {
+  const chunk = Buffer.alloc(997);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = byte(sent + i);
+  sent += chunk.length;
+  sock.write(chunk);
+}, 5);
+process.stdout.write('relaying\\n');
+process.stdin.resume();
+process.stdin.on('end', async () => {
+  clearInterval(timer);
+  sock.end();
+  const deadline = Date.now() + 10000;
+  while (!ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  process.stdout.write(JSON.stringify({ sent, received, mismatch, ended }) + '\\n');
+  process.exit(0);
+});
+`;
