@@ -8,7 +8,17 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { repoRoot, Sandbox, sandboxSkipReason } from './harness.js';
-import { as, config, GROUP, ORIGIN, ORIGIN_PATH, PASSWD, PORTAILCTL, realUnit } from './real.js';
+import {
+  as,
+  config,
+  GROUP,
+  ORIGIN,
+  ORIGIN_PATH,
+  PASSWD,
+  PORTAIL,
+  PORTAILCTL,
+  realUnit,
+} from './real.js';
 
 const root = repoRoot();
 const built = ['systemd/native/build/Release/portail_systemd.node', 'dist/proxy/cli/portail.js'];
@@ -58,9 +68,16 @@ describe('the real daemon under systemd', { skip: skip ?? false }, () => {
         'portail-control.socket': realUnit('portail-control.socket'),
         // Faster tests; nothing else differs from the shipped units.
         'portail.service.d/test.conf': '[Service]\nEnvironment=PORTAIL_SHUTDOWN_GRACE_MS=1000\n',
+        // `[log] audit = "journald"` with the development preset: audit records in the
+        // journal, diagnostics as lines on stderr.
+        'portail-dev.service': `[Service]\nType=notify\nExecStart=${PORTAIL} daemon --config /etc/portail/dev.toml --log-preset development --bind-proxy-address 127.0.0.1:1081\n`,
       },
       start: ['portail-proxy.socket', 'portail-control.socket'],
-      etc: { 'portail/portail.toml': config(), 'portail/filter.acl': ACL_V1 },
+      etc: {
+        'portail/portail.toml': config(),
+        'portail/dev.toml': config('[log]\naudit = "journald"'),
+        'portail/filter.acl': ACL_V1,
+      },
       passwd: PASSWD,
       group: GROUP,
       files: { 'origin.mjs': ORIGIN },
@@ -256,5 +273,37 @@ describe('the real daemon under systemd', { skip: skip ?? false }, () => {
     );
     assert.match(String(closes[1].PORTAIL_BYTES_DOWN), /^\d+$/);
     assert.equal(closes[1].PORTAIL_CLOSE_REASON, 'completed');
+  });
+
+  test('[log] audit = "journald" with the development preset: audit in the journal, diagnostics on stderr', async () => {
+    assert.equal((await box.systemctl('start', 'portail-dev.service')).code, 0);
+    const r = await box.exec([
+      'curl',
+      '-sS',
+      '--max-time',
+      '10',
+      '--socks5-hostname',
+      '127.0.0.1:1081',
+      'http://dev-cheese.example/',
+    ]);
+    assert.equal(r.code, 97);
+    const [e] = await box.waitFor('the denial', async () => {
+      const x = await box.journal('-u', 'portail-dev', 'PORTAIL_ACTION=deny');
+      return x.length > 0 && x;
+    });
+    assert.equal(e.PORTAIL_HOST, 'dev-cheese.example');
+    assert.equal(e.PORTAIL_POLICY, 'no_cheese');
+    assert.equal(e._TRANSPORT, 'journal');
+    assert.equal(e.SYSLOG_IDENTIFIER, 'portail');
+    const lines = await box.journal('-u', 'portail-dev', '_TRANSPORT=stdout');
+    assert.ok(
+      lines.some((l) => /listening on 127\.0\.0\.1:1081/.test(String(l.MESSAGE))),
+      'diagnostics are stderr lines',
+    );
+    assert.ok(
+      lines.every((l) => l.PORTAIL_ACTION === undefined),
+      'no audit record on stderr',
+    );
+    await box.systemctl('stop', 'portail-dev.service');
   });
 });
