@@ -1,8 +1,388 @@
-// PKCS#11 (hardware-backed) client key for identity-aware backends.
-import type * as tls from 'node:tls';
+// PKCS#11 (hardware-backed) client key for identity-aware backends. pkcs11js opens the
+// module to find the token, check the PIN and find the key and its certificate, so
+// that every mistake is reported here in plain words; the TLS handshake itself signs
+// through OpenSSL's pkcs11 engine (libp11), which Node loads by absolute path.
+import { createHash, verify as verifySignature, X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import tls from 'node:tls';
+import pkcs11js from 'pkcs11js';
 import type { EscaperConfig } from '../config/types.js';
 import { ConnectError } from '../types.js';
+import { encodeAttr, type Pkcs11Uri, parsePkcs11Uri, redactPkcs11Uri } from './pkcs11-uri.js';
 
-export async function pkcs11TlsOptions(_escaper: EscaperConfig): Promise<tls.SecureContextOptions> {
-  throw new ConnectError('internal', 'not available yet');
+export const DEFAULT_PKCS11_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+
+/** Where distributions install libp11's engine (Debian multiarch first). */
+const ENGINE_CANDIDATES = [
+  `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/engines-3/pkcs11.so`,
+  '/usr/lib64/engines-3/pkcs11.so',
+  '/usr/lib/engines-3/pkcs11.so',
+];
+
+// PKCS#11 return values we explain (pkcs11js reports them as Pkcs11Error.code).
+const CKR_PIN_INCORRECT = 0xa0;
+const CKR_PIN_LEN_RANGE = 0xa2;
+const CKR_PIN_LOCKED = 0xa4;
+const CKR_USER_ALREADY_LOGGED_IN = 0x100;
+const CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191;
+
+function fail(message: string): ConnectError {
+  return new ConnectError('internal', message);
+}
+
+function codeOf(e: unknown): number | undefined {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+function engineFile(): string {
+  const found = ENGINE_CANDIDATES.find((p) => existsSync(p));
+  if (!found)
+    throw fail(
+      'OpenSSL pkcs11 engine not found (apt-get install libengine-pkcs11-openssl): looked for ' +
+        ENGINE_CANDIDATES.join(', '),
+    );
+  return found;
+}
+
+async function readPin(uri: Pkcs11Uri): Promise<string | undefined> {
+  if (uri.pinValue !== undefined) return uri.pinValue;
+  if (uri.pinSource === undefined) return undefined;
+  const path = uri.pinSource.startsWith('file:')
+    ? uri.pinSource.slice('file:'.length)
+    : uri.pinSource;
+  if (!isAbsolute(path))
+    throw fail(`pin-source must be an absolute file path (file:/…), got "${uri.pinSource}"`);
+  try {
+    return (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
+  } catch (e) {
+    throw fail(`cannot read the PIN from pin-source ${path}: ${(e as Error).message}`);
+  }
+}
+
+const trimPad = (s: string) => s.replace(/[\s\0]+$/, '');
+
+interface Found {
+  slot: Buffer;
+  label: string;
+  serial: string;
+}
+
+function findToken(p11: pkcs11js.PKCS11, uri: Pkcs11Uri, module: string): Found {
+  const slots = p11.C_GetSlotList(true);
+  const seen: string[] = [];
+  const matches: Found[] = [];
+  for (const slot of slots) {
+    const info = p11.C_GetTokenInfo(slot);
+    // SoftHSM (and some readers) always show one blank, uninitialized token.
+    if (!(info.flags & pkcs11js.CKF_TOKEN_INITIALIZED)) continue;
+    const label = trimPad(info.label);
+    const serial = trimPad(info.serialNumber);
+    seen.push(`"${label}"`);
+    if (uri.token !== undefined && uri.token !== label) continue;
+    if (uri.serial !== undefined && uri.serial !== serial) continue;
+    if (uri.manufacturer !== undefined && uri.manufacturer !== trimPad(info.manufacturerID))
+      continue;
+    if (uri.model !== undefined && uri.model !== trimPad(info.model)) continue;
+    if (uri.slotId !== undefined && BigInt(uri.slotId) !== slotNumber(slot)) continue;
+    matches.push({ slot, label, serial });
+  }
+  const wanted = uri.token !== undefined ? `token "${uri.token}"` : 'the token the URI names';
+  if (matches.length === 0)
+    throw fail(
+      `PKCS#11 ${wanted} is not present in ${module} (tokens present: ${seen.join(', ') || 'none'})`,
+    );
+  if (matches.length > 1)
+    throw fail(
+      `PKCS#11 URI matches ${matches.length} tokens in ${module} (${seen.join(', ')}): add token= or serial=`,
+    );
+  return matches[0];
+}
+
+function slotNumber(slot: Buffer): bigint {
+  return slot.length >= 8 ? slot.readBigUInt64LE(0) : BigInt(slot.readUInt32LE(0));
+}
+
+function findObjects(p11: pkcs11js.PKCS11, session: Buffer, template: pkcs11js.Template): Buffer[] {
+  p11.C_FindObjectsInit(session, template);
+  try {
+    return p11.C_FindObjects(session, 64);
+  } finally {
+    p11.C_FindObjectsFinal(session);
+  }
+}
+
+function attr(
+  p11: pkcs11js.PKCS11,
+  session: Buffer,
+  handle: Buffer,
+  type: number,
+): Buffer | undefined {
+  try {
+    const [a] = p11.C_GetAttributeValue(session, handle, [{ type }]);
+    return Buffer.isBuffer(a?.value) ? a.value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Signs a challenge with the token key and checks it with `cert`'s public key. */
+function keyMatches(
+  p11: pkcs11js.PKCS11,
+  session: Buffer,
+  key: Buffer,
+  keyType: number,
+  cert: X509Certificate,
+): boolean {
+  const challenge = Buffer.from(`portail pkcs11 key check ${Date.now()}`);
+  try {
+    if (keyType === pkcs11js.CKK_RSA) {
+      if (cert.publicKey.asymmetricKeyType !== 'rsa') return false;
+      p11.C_SignInit(session, { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS }, key);
+      const sig = p11.C_Sign(session, challenge, Buffer.alloc(1024));
+      return verifySignature('sha256', challenge, cert.publicKey, sig);
+    }
+    if (keyType === pkcs11js.CKK_EC) {
+      if (cert.publicKey.asymmetricKeyType !== 'ec') return false;
+      const digest = createHash('sha256').update(challenge).digest();
+      p11.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, key);
+      const sig = p11.C_Sign(session, digest, Buffer.alloc(512));
+      // CKM_ECDSA signs the digest as given and returns raw r||s.
+      return verifySignature(
+        'sha256',
+        challenge,
+        { key: cert.publicKey, dsaEncoding: 'ieee-p1363' },
+        sig,
+      );
+    }
+  } catch {
+    return false;
+  }
+  return false;
+}
+
+export interface Pkcs11Identity {
+  /** PEM certificate. */
+  cert: string;
+  privateKeyEngine: string;
+  /** URI for the engine (contains the PIN: never log it). */
+  privateKeyIdentifier: string;
+  /** [escaper] cacert-file, when set. */
+  ca?: string;
+  /**
+   * The context built from the fields above, made once per process and shared: libp11's
+   * engine (0.4.12) cannot be loaded a second time in a process ("engine routines::init
+   * failed"), so tls.connect must use this context rather than build its own.
+   */
+  secureContext: tls.SecureContext;
+}
+
+/** Contexts already made with the engine, by identity (see Pkcs11Identity.secureContext). */
+const contexts = new Map<string, tls.SecureContext>();
+
+function engineContext(options: tls.SecureContextOptions, keyName: string): tls.SecureContext {
+  const key = JSON.stringify([
+    options.privateKeyEngine,
+    options.privateKeyIdentifier,
+    options.cert,
+    options.ca,
+  ]);
+  let ctx = contexts.get(key);
+  if (ctx) return ctx;
+  try {
+    ctx = tls.createSecureContext(options);
+  } catch (e) {
+    const again =
+      contexts.size > 0
+        ? ' (the pkcs11 engine loads once per process: restart portail after changing the PKCS#11 identity)'
+        : '';
+    throw fail(
+      `the OpenSSL pkcs11 engine cannot use private key ${keyName}: ${(e as Error).message}${again}`,
+    );
+  }
+  contexts.set(key, ctx);
+  return ctx;
+}
+
+/**
+ * TLS options that present the certificate of the token key `[escaper] pkcs11-uri` and
+ * sign with it through the engine. Errors are ConnectError('internal') with a message
+ * that never contains the PIN.
+ */
+export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.SecureContextOptions> {
+  if (!escaper.pkcs11Uri) throw fail('[escaper] pkcs11-uri is not set');
+  let uri: Pkcs11Uri;
+  try {
+    uri = parsePkcs11Uri(escaper.pkcs11Uri);
+  } catch (e) {
+    throw fail(
+      `[escaper] pkcs11-uri ${redactPkcs11Uri(escaper.pkcs11Uri)}: ${(e as Error).message}`,
+    );
+  }
+  const module = escaper.pkcs11Module ?? uri.modulePath ?? DEFAULT_PKCS11_MODULE;
+  const engine = engineFile();
+  const pin = await readPin(uri);
+  let ca: string | undefined;
+  if (escaper.cacertFile) {
+    try {
+      ca = await readFile(escaper.cacertFile, 'utf8');
+    } catch (e) {
+      throw fail(`[escaper] cacert-file ${escaper.cacertFile}: ${(e as Error).message}`);
+    }
+  }
+  let configuredCert: X509Certificate | undefined;
+  if (escaper.tlsCertificate) {
+    try {
+      configuredCert = new X509Certificate(await readFile(escaper.tlsCertificate));
+    } catch (e) {
+      throw fail(`[escaper] tls-certificate ${escaper.tlsCertificate}: ${(e as Error).message}`);
+    }
+  }
+
+  if (!existsSync(module)) throw fail(`PKCS#11 module ${module} does not exist (pkcs11-module)`);
+  const p11 = new pkcs11js.PKCS11();
+  try {
+    p11.load(module);
+  } catch (e) {
+    throw fail(`cannot load PKCS#11 module ${module}: ${(e as Error).message}`);
+  }
+  // The engine shares this process's copy of the module: finalizing it under the
+  // engine's feet would break its sessions, so only finalize what we initialized.
+  let ownInit = true;
+  try {
+    p11.C_Initialize();
+  } catch (e) {
+    if (codeOf(e) !== CKR_CRYPTOKI_ALREADY_INITIALIZED)
+      throw fail(`PKCS#11 module ${module} failed to initialize: ${(e as Error).message}`);
+    ownInit = false;
+  }
+  let session: Buffer | undefined;
+  let found: { options: tls.SecureContextOptions; keyName: string } | undefined;
+  try {
+    const token = findToken(p11, uri, module);
+    session = p11.C_OpenSession(token.slot, pkcs11js.CKF_SERIAL_SESSION);
+    if (pin !== undefined) {
+      try {
+        p11.C_Login(session, pkcs11js.CKU_USER, pin);
+      } catch (e) {
+        const code = codeOf(e);
+        if (code === CKR_PIN_INCORRECT || code === CKR_PIN_LEN_RANGE)
+          throw fail(`wrong PIN for PKCS#11 token "${token.label}"`);
+        if (code === CKR_PIN_LOCKED)
+          throw fail(`the PIN of PKCS#11 token "${token.label}" is locked`);
+        if (code !== CKR_USER_ALREADY_LOGGED_IN)
+          throw fail(`login to PKCS#11 token "${token.label}" failed: ${(e as Error).message}`);
+      }
+    }
+
+    const template: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+    ];
+    if (uri.object !== undefined) template.push({ type: pkcs11js.CKA_LABEL, value: uri.object });
+    if (uri.id !== undefined) template.push({ type: pkcs11js.CKA_ID, value: uri.id });
+    const keys = findObjects(p11, session, template);
+    const what = [
+      uri.object !== undefined ? `object "${uri.object}"` : '',
+      uri.id !== undefined ? `id ${encodeAttr(uri.id)}` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    if (keys.length === 0)
+      throw fail(
+        `no private key${what ? ` with ${what}` : ''} on PKCS#11 token "${token.label}"` +
+          (pin === undefined
+            ? ' (no PIN given: private keys are only visible after login; add pin-value or pin-source)'
+            : ''),
+      );
+    if (keys.length > 1)
+      throw fail(
+        `${keys.length} private keys match on PKCS#11 token "${token.label}": add object= or id= to the URI`,
+      );
+    const key = keys[0];
+    const keyId = attr(p11, session, key, pkcs11js.CKA_ID) ?? Buffer.alloc(0);
+    const keyLabel = attr(p11, session, key, pkcs11js.CKA_LABEL)?.toString('utf8');
+    const keyTypeBuf = attr(p11, session, key, pkcs11js.CKA_KEY_TYPE);
+    const keyType = keyTypeBuf
+      ? Number(keyTypeBuf.length >= 8 ? keyTypeBuf.readBigUInt64LE(0) : keyTypeBuf.readUInt32LE(0))
+      : -1;
+    const keyName = keyLabel ? `"${keyLabel}"` : `id ${encodeAttr(keyId)}`;
+
+    let cert: X509Certificate | undefined;
+    if (configuredCert) {
+      if (!keyMatches(p11, session, key, keyType, configuredCert))
+        throw fail(
+          `[escaper] tls-certificate ${escaper.tlsCertificate} does not match private key ${keyName} on token "${token.label}"`,
+        );
+      cert = configuredCert;
+    } else {
+      // Same id first (how tokens pair them), then every certificate on the token.
+      const byId = keyId.length
+        ? findObjects(p11, session, [
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE },
+            { type: pkcs11js.CKA_ID, value: keyId },
+          ])
+        : [];
+      const all = findObjects(p11, session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE },
+      ]);
+      for (const handle of [...byId, ...all]) {
+        const der = attr(p11, session, handle, pkcs11js.CKA_VALUE);
+        if (!der) continue;
+        let candidate: X509Certificate;
+        try {
+          candidate = new X509Certificate(der);
+        } catch {
+          continue;
+        }
+        if (keyMatches(p11, session, key, keyType, candidate)) {
+          cert = candidate;
+          break;
+        }
+      }
+      if (!cert)
+        throw fail(
+          `no certificate matching private key ${keyName} on PKCS#11 token "${token.label}" (import one with the key's id, or set [escaper] tls-certificate)`,
+        );
+    }
+
+    // The engine finds the module through this variable (libp11 reads it when it
+    // starts); one PKCS#11 module per portail process.
+    process.env.PKCS11_MODULE_PATH = module;
+    const parts = [`token=${encodeAttr(token.label)}`];
+    if (token.serial) parts.push(`serial=${encodeAttr(token.serial)}`);
+    if (keyLabel) parts.push(`object=${encodeAttr(keyLabel)}`);
+    if (keyId.length) parts.push(`id=${encodeAttr(keyId)}`);
+    parts.push('type=private');
+    if (pin !== undefined) parts.push(`pin-value=${encodeAttr(pin)}`);
+    const options: tls.SecureContextOptions = {
+      cert: cert.toString(),
+      privateKeyEngine: engine,
+      privateKeyIdentifier: `pkcs11:${parts.join(';')}`,
+    };
+    if (ca !== undefined) options.ca = ca;
+    found = { options, keyName: `${keyName} on token "${token.label}"` };
+  } finally {
+    if (session !== undefined) {
+      try {
+        p11.C_CloseSession(session);
+      } catch {
+        // the module may already be gone
+      }
+    }
+    if (ownInit) {
+      try {
+        p11.C_Finalize();
+      } catch {
+        // nothing to do
+      }
+    }
+  }
+  // Only now: the engine must not find the module still initialized by us.
+  const identity: Pkcs11Identity = {
+    ...(found.options as Omit<Pkcs11Identity, 'secureContext'>),
+    secureContext: engineContext(found.options, found.keyName),
+  };
+  return identity;
 }

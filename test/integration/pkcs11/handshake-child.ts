@@ -1,0 +1,40 @@
+// Child process for the PKCS#11 tests: OpenSSL's pkcs11 engine loads once per process,
+// so each identity is tried in a fresh one. Input: one JSON argument; output: one JSON line.
+import { once } from 'node:events';
+import tls from 'node:tls';
+import type { EscaperConfig } from '../../../proxy/config/types.js';
+import { pkcs11TlsOptions } from '../../../proxy/connect/pkcs11.js';
+
+interface Input {
+  escapers: EscaperConfig[];
+  port: number;
+  connections: number;
+}
+
+async function handshake(port: number, opts: tls.SecureContextOptions): Promise<string> {
+  const c = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ...opts });
+  const chunks: Buffer[] = [];
+  c.on('data', (d: Buffer) => chunks.push(d));
+  await once(c, 'end');
+  c.destroy();
+  return Buffer.concat(chunks).toString();
+}
+
+const input = JSON.parse(process.argv[2]) as Input;
+const out: { certs: string[]; answers: string[]; error?: string; sameContext?: boolean } = {
+  certs: [],
+  answers: [],
+};
+try {
+  const contexts: unknown[] = [];
+  for (const escaper of input.escapers) {
+    const opts = await pkcs11TlsOptions(escaper);
+    out.certs.push(String(opts.cert));
+    contexts.push((opts as { secureContext?: unknown }).secureContext);
+    for (let i = 0; i < input.connections; i++) out.answers.push(await handshake(input.port, opts));
+  }
+  out.sameContext = contexts.every((c) => c === contexts[0]);
+} catch (e) {
+  out.error = (e as Error).message;
+}
+process.stdout.write(`${JSON.stringify(out)}\n`);
