@@ -2,6 +2,7 @@
 // timeouts, run-time default backend and dynamic backends — against the real daemon
 // with microsocks upstreams, each sending from its own 127.0.0.x address.
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { requireTool, startMicrosocks } from '../../harness/index.js';
@@ -180,4 +181,28 @@ test('dynamic backend: unreachable until its address is set, then used', async (
   assert.equal(after.code, 0, after.stderr);
   assert.equal(after.stdout, 'from 127.0.0.18');
   assert.deepEqual(o.seen, ['127.0.0.18']);
+});
+
+test('a reload that changes a backend address: new connections follow it', async (t) => {
+  if (!requireTool(t, 'microsocks') || !requireTool(t, 'curl')) return;
+  const one = await startMicrosocks({ t, bindOutgoing: '127.0.0.19' });
+  const two = await startMicrosocks({ t, bindOutgoing: '127.0.0.20' });
+  const o = await origin(t);
+  let sock = '';
+  const p = await startPortail(t, {
+    acl: 'route up { use ["gw"] }\npolicy all { action allow }\n',
+    config: `watch-acl = false\nfallback-to-direct = false\n${backend('gw', one.port)}`,
+    args: (dir) => {
+      sock = join(dir, 'control.sock');
+      return ['--bind-rpc-socket', sock];
+    },
+  });
+  const first = await via('socks5', p.port, o.port);
+  assert.equal(first.stdout, 'from 127.0.0.19', first.stderr);
+  const text = readFileSync(p.configPath, 'utf8').replace(`:${one.port}"`, `:${two.port}"`);
+  writeFileSync(p.configPath, text);
+  const r = await portailctl(sock, 'reload');
+  assert.equal(r.code, 0, r.stderr);
+  const second = await via('socks5', p.port, o.port);
+  assert.equal(second.stdout, 'from 127.0.0.20', second.stderr);
 });
