@@ -216,7 +216,7 @@ export function createBackendRegistry(
       }
     }
     const kind = b.type ?? (o.protocol === 'socks5' ? 'socks5' : 'http');
-    let stream: Duplex;
+    let stream: Duplex | undefined;
     try {
       stream = await services(snap).tcp.connect(
         { host: spec.targetAddress.host, port: spec.targetAddress.port },
@@ -231,6 +231,7 @@ export function createBackendRegistry(
         });
       }
     } catch (e) {
+      stream?.destroy();
       throw fault(e, true);
     }
     try {
