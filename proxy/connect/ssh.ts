@@ -184,12 +184,17 @@ export function createSshConnector(
       const fail = (e: ConnectError) => {
         if (settled) return;
         settled = true;
+        // Ended by close(): say so rather than blame the bastion.
+        if (closed) e = new ConnectError('internal', `SSH backend ${backend.name} is closed`);
         drop(c);
         c.end();
         reject(e);
       };
       c.on('ready', () => {
         if (settled) return;
+        // close() came while we were still connecting: nobody may use this connection.
+        if (closed)
+          return fail(new ConnectError('internal', `SSH backend ${backend.name} is closed`));
         settled = true;
         opts.onConnection?.();
         resolve(c);

@@ -58,6 +58,7 @@ async function tcpRelay(to: number) {
   return {
     port: (srv.address() as net.AddressInfo).port,
     accepted: () => accepted,
+    live: () => live.size,
     cut: () => {
       for (const s of live) s.destroy();
     },
@@ -360,6 +361,26 @@ describe('SSH bastion backend (OpenSSH sshd)', {
       'internal',
       /is closed/,
     );
+  });
+
+  test('close() while the SSH handshake is running: the request fails, no connection is left', async () => {
+    const relay = await tcpRelay(sshd.port);
+    try {
+      const kh = sshd.knownHosts('close-early', [
+        line(sshd, 'ed25519', `[127.0.0.1]:${relay.port}`),
+      ]);
+      const c = make(sshd.backend(kh, { targetAddress: { host: '127.0.0.1', port: relay.port } }), {
+        connectTimeoutMs: 5000,
+      });
+      const pending = c.connect({ host: '127.0.0.1', port: web.port }, signal());
+      await new Promise((r) => setTimeout(r, 20)); // the TCP connection is open, the handshake not done
+      c.close();
+      await rejectsWith(pending, 'internal', /is closed/);
+      for (let i = 0; i < 50 && relay.live() > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(relay.live(), 0, 'the SSH connection was ended');
+    } finally {
+      await relay.close();
+    }
   });
 
   test('reconnects after the SSH connection drops', async () => {
