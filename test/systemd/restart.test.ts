@@ -30,6 +30,7 @@ const skip =
   (existsSync('/usr/bin/curl') ? null : 'needs curl (apt-get install curl)');
 
 const SIZE = 64 * 1024 * 1024;
+const SMALL = 16 * 1024 * 1024;
 const RATE = '24M'; // about 2.8 s for 64 MiB: the restart happens in the middle
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -67,6 +68,7 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
   let origin: ChildProcess;
   let port = 0;
   const expected = createHash('sha256').update(body(SIZE)).digest('hex');
+  const expectedSmall = createHash('sha256').update(body(SMALL)).digest('hex');
 
   before(async () => {
     box = await Sandbox.start({
@@ -124,6 +126,14 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
         `curl -sS --max-time 60 --limit-rate ${RATE} --socks5-hostname 127.0.0.1:1080 http://127.0.0.1:${port}/bytes/${SIZE} | sha256sum`,
       ]),
     );
+    // The same through HTTP CONNECT (a smaller file, slower).
+    const connect = collect(
+      box.spawn([
+        'sh',
+        '-c',
+        `curl -sS --max-time 60 --limit-rate 8M -p -x http://127.0.0.1:1080 http://127.0.0.1:${port}/bytes/${SMALL} | sha256sum`,
+      ]),
+    );
     await sleep(700);
     const probes = twenty(60); // 1.2 s of attempts around the restart
     await sleep(300);
@@ -136,6 +146,9 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
     const d = await download;
     assert.equal(d.err, '', 'curl saw no error');
     assert.equal(d.out.split(' ')[0], expected, 'sha256 of the 64 MiB');
+    const c = await connect;
+    assert.equal(c.err, '', 'curl (CONNECT) saw no error');
+    assert.equal(c.out.split(' ')[0], expectedSmall, 'sha256 of the 16 MiB (CONNECT)');
     assert.deepEqual(await probes, Array(20).fill(0), 'every connection attempt was served');
     assert.ok(restartMs < 1500, `the restart did not wait for the download (${restartMs} ms)`);
 
@@ -162,7 +175,7 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
     assert.equal(decision[0]._PID, oldPid, 'decided by the old process');
     const handed = await box.journal('-u', 'portail', `_PID=${oldPid}`, '-g', 'handed over');
     assert.equal(handed.length, 1, 'the old process says what it handed over');
-    assert.equal(handed[0].PORTAIL_HANDED_OVER, '1');
+    assert.equal(handed[0].PORTAIL_HANDED_OVER, '2');
     // The new process took the relay's descriptors out of the store (FDSTOREREMOVE=1):
     // only the listening socket stays.
     const store = await box.show('portail.service', 'NFileDescriptorStore');
