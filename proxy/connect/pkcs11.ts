@@ -14,6 +14,9 @@ import { encodeAttr, type Pkcs11Uri, parsePkcs11Uri, redactPkcs11Uri } from './p
 
 export const DEFAULT_PKCS11_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 
+/** Debian's bundle of the system's trust anchors (ca-certificates). */
+const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
 /** Where distributions install libp11's engine (Debian multiarch first). */
 const ENGINE_CANDIDATES = [
   `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/engines-3/pkcs11.so`,
@@ -169,7 +172,7 @@ export interface Pkcs11Identity {
   privateKeyEngine: string;
   /** URI for the engine (contains the PIN: never log it). */
   privateKeyIdentifier: string;
-  /** [escaper] cacert-file, when set. */
+  /** Trust anchors: [escaper] cacert-file, else the system bundle. */
   ca?: string;
   /**
    * The context built from the fields above, made once per process and shared: libp11's
@@ -224,12 +227,16 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
   const module = escaper.pkcs11Module ?? uri.modulePath ?? DEFAULT_PKCS11_MODULE;
   const engine = engineFile();
   const pin = await readPin(uri);
+  // The shared context carries the trust anchors too (tls.connect ignores `ca` next to
+  // a `secureContext`): [escaper] cacert-file, else the system bundle, else Node's roots.
+  // A caller that falls back to [listener] cacert-file passes it as cacertFile.
   let ca: string | undefined;
-  if (escaper.cacertFile) {
+  const caFile = escaper.cacertFile ?? (existsSync(SYSTEM_BUNDLE) ? SYSTEM_BUNDLE : undefined);
+  if (caFile) {
     try {
-      ca = await readFile(escaper.cacertFile, 'utf8');
+      ca = await readFile(caFile, 'utf8');
     } catch (e) {
-      throw fail(`[escaper] cacert-file ${escaper.cacertFile}: ${(e as Error).message}`);
+      throw fail(`trust anchors ${caFile}: ${(e as Error).message}`);
     }
   }
   let configuredCert: X509Certificate | undefined;

@@ -232,11 +232,16 @@ describe('PKCS#11 client identity (SoftHSM2)', { skip }, () => {
   });
 
   /** Runs the handshakes in a fresh process (the engine loads once per process). */
-  async function inChild(escapers: EscaperConfig[], port: number, connections = 2) {
+  async function inChild(
+    escapers: EscaperConfig[],
+    port: number,
+    connections = 2,
+    viaTlsIdentity = false,
+  ) {
     const child = join(dirname(fileURLToPath(import.meta.url)), 'handshake-child.js');
     const { stdout } = await run(
       process.execPath,
-      [child, JSON.stringify({ escapers, port, connections })],
+      [child, JSON.stringify({ escapers, port, connections, viaTlsIdentity })],
       {
         env: hsm.env,
         timeout: 20_000,
@@ -301,6 +306,39 @@ describe('PKCS#11 client identity (SoftHSM2)', { skip }, () => {
       assert.equal(r.error, undefined);
       assert.equal(r.certs[0], new X509Certificate(readFileSync(ec.cert)).toString());
       assert.deepEqual(srv.seen, ['device-ec']);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('through the chaining code (loadTlsIdentity + tlsWrap): verified mutual TLS, twice', async () => {
+    const srv = await mtlsServer(ca, readFileSync(ec.cert, 'utf8'));
+    try {
+      const r = await inChild(
+        [esc('pkcs11:token=dev;object=devkey?pin-value=1234', { cacertFile: ca.caCert })],
+        srv.port,
+        2,
+        true,
+      );
+      assert.equal(r.error, undefined);
+      assert.deepEqual(r.answers, ['welcome', 'welcome']);
+      assert.deepEqual(srv.seen, ['device-ec', 'device-ec']);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('unhappy: the upstream is still verified (a CA that did not sign it fails)', async () => {
+    const srv = await mtlsServer(ca, readFileSync(ec.cert, 'utf8'));
+    try {
+      // The device's self-signed certificate as the only trust anchor: the server's is not trusted.
+      const r = await inChild(
+        [esc('pkcs11:token=dev;object=devkey?pin-value=1234', { cacertFile: ec.cert })],
+        srv.port,
+        1,
+      );
+      assert.match(r.error ?? '', /self[- ]signed|unable to (get|verify)|certificate/i);
+      assert.deepEqual(srv.seen, []);
     } finally {
       await srv.close();
     }
