@@ -2,6 +2,23 @@
 // half-close, backpressure, idle timeout, and one close callback. It sits on the byte
 // path, so a chunk costs one addition and one write: no allocation, no audit, no timer
 // refresh (idleness is sampled from the counters by a coarse timer instead).
+//
+// Hand-over to the next process (systemd restart):
+// - `relay.detach()` stops reading on both sides, removes every listener and timer the
+//   relay added (one no-op 'error' listener stays on each socket so that a late reset
+//   cannot crash the old process), never ends, resets or destroys a socket, never calls
+//   `onClose` (no close record: the connection goes on elsewhere), and returns the two
+//   sockets with the counters, the start time (epoch ms) and `traceId`. Writes already
+//   queued keep flushing; bytes read but not yet relayed stay in the socket's readable
+//   buffer, for `detachSockets()` (systemd/fdstore.ts) to take out as `unread`. After
+//   detach, `close()` is a no-op and `done` never resolves.
+// - Unregister at the same time with `registry.detach(relay)` or `registry.detachAll()`
+//   (registry.ts), which call `detach()` and drop the entry without a close.
+// - The next process adopts the descriptors and calls
+//   `relay(client, upstream, { ..., initial: { bytesUp, bytesDown, startedAt }, traceId })`
+//   after writing each side's `unread` bytes to the other side; add those lengths to the
+//   initial counters (they had not been counted yet). The close record's `duration_ms`
+//   then covers the whole connection, from `startedAt`.
 import type { Duplex } from 'node:stream';
 
 /**
@@ -35,6 +52,21 @@ export interface RelayOptions {
   /** No byte either way for this long closes the relay; 0 = never. */
   idleTimeoutMs: number;
   onClose(stats: RelayStats): void;
+  /** Counters and start (epoch ms) of a relay adopted from a previous process. */
+  initial?: { bytesUp: number; bytesDown: number; startedAt: number };
+  /** Carried through a hand-over (returned by `detach()`). */
+  traceId?: string;
+}
+
+/** What `detach()` hands over: both sockets, untouched, and where the counters were. */
+export interface DetachedRelay {
+  client: Duplex;
+  upstream: Duplex;
+  bytesUp: number;
+  bytesDown: number;
+  /** Epoch milliseconds. */
+  startedAt: number;
+  traceId?: string;
 }
 
 export interface Relay {
@@ -43,12 +75,20 @@ export interface Relay {
   readonly closed: boolean;
   /** Closes both sides now (no-op once closed). */
   close(reason: CloseReason): void;
-  /** Resolves once both sides are closed and onClose ran. */
+  /** Resolves once both sides are closed and onClose ran (never after detach()). */
   readonly done: Promise<RelayStats>;
+  /**
+   * Stops relaying without closing anything, for a hand-over (see the top of this file).
+   * Throws once the relay has closed or was already detached.
+   */
+  detach(): DetachedRelay;
 }
 
 /** Idleness is checked this many times per idle-timeout: detection within +1/8 of it. */
 const IDLE_SAMPLES = 8;
+
+// biome-ignore lint/suspicious/noExplicitAny: a listener of any event
+type Listener = (...args: any[]) => void;
 
 interface Side {
   stream: Duplex;
@@ -58,12 +98,13 @@ interface Side {
 }
 
 export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Relay {
-  const started = performance.now();
-  let bytesUp = 0;
-  let bytesDown = 0;
+  const startedAt = opts.initial?.startedAt ?? Date.now();
+  let bytesUp = opts.initial?.bytesUp ?? 0;
+  let bytesDown = opts.initial?.bytesDown ?? 0;
   let reason: CloseReason | null = null;
   let firstError: Error | undefined;
   let finished = false;
+  let detached = false;
   let idleTimer: NodeJS.Timeout | undefined;
   let resolveDone!: (s: RelayStats) => void;
   const done = new Promise<RelayStats>((r) => {
@@ -73,6 +114,13 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
   const c: Side = { stream: client, readEnded: false, writeFinished: false, closed: false };
   const u: Side = { stream: upstream, readEnded: false, writeFinished: false, closed: false };
 
+  // Every listener the relay adds, so that detach() can take them all back.
+  const added: Array<[Duplex, string, Listener]> = [];
+  const on = (s: Duplex, event: string, fn: Listener) => {
+    s.on(event, fn);
+    added.push([s, event, fn]);
+  };
+
   // A FIN from one side must only end that direction: net.Socket created without
   // allowHalfOpen ends its writable side by itself. The flag is read when the FIN
   // arrives, so setting it here is enough whoever created the socket.
@@ -81,36 +129,38 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
   }
 
   // Byte path. `pipe` semantics written out so that the counters cost nothing extra.
-  const onClientData = (chunk: Buffer) => {
+  on(client, 'data', (chunk: Buffer) => {
     bytesUp += chunk.length;
     if (!upstream.write(chunk)) client.pause();
-  };
-  const onUpstreamData = (chunk: Buffer) => {
+  });
+  on(upstream, 'data', (chunk: Buffer) => {
     bytesDown += chunk.length;
     if (!client.write(chunk)) upstream.pause();
-  };
-  client.on('data', onClientData);
-  upstream.on('data', onUpstreamData);
-  upstream.on('drain', () => client.resume());
-  client.on('drain', () => upstream.resume());
+  });
+  on(upstream, 'drain', () => client.resume());
+  on(client, 'drain', () => upstream.resume());
+  // A paused stream (a front-end's, or one a previous owner detached) stays paused
+  // when a 'data' listener is added.
+  client.resume();
+  upstream.resume();
 
   function wire(side: Side, other: Side, errorReason: CloseReason) {
     const s = side.stream;
-    s.on('end', () => {
+    on(s, 'end', () => {
       side.readEnded = true;
       // Half-close: pass the FIN on once everything before it was written.
       if (!other.stream.writableEnded && !other.stream.destroyed) other.stream.end();
       maybeComplete();
     });
-    s.on('finish', () => {
+    on(s, 'finish', () => {
       side.writeFinished = true;
       maybeComplete();
     });
-    s.on('error', (err: Error) => {
+    on(s, 'error', (err: Error) => {
       firstError ??= err;
       abort(errorReason);
     });
-    s.on('close', () => {
+    on(s, 'close', () => {
       side.closed = true;
       // Closed before both directions completed, without an error event: an abort
       // (HTTP/2 stream reset, destroy() by its owner).
@@ -138,7 +188,7 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
    * peer the data ended normally, and a truncated download could pass for complete.
    */
   function abort(why: CloseReason) {
-    if (reason !== null) return;
+    if (reason !== null || detached) return;
     reason = why;
     stopIdle();
     for (const s of [client, upstream]) if (!s.destroyed) reset(s);
@@ -150,7 +200,7 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
     const stats: RelayStats = {
       bytesUp,
       bytesDown,
-      durationMs: Math.round(performance.now() - started),
+      durationMs: Math.max(0, Date.now() - startedAt),
       closeReason: reason ?? 'completed',
     };
     if (firstError) stats.error = firstError;
@@ -213,7 +263,39 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
       abort(why);
     },
     done,
+    detach() {
+      if (detached) throw new Error('relay already detached');
+      if (reason !== null || finished) throw new Error(`relay already closing (${reason})`);
+      detached = true;
+      stopIdle();
+      for (const s of [client, upstream]) stopReading(s);
+      for (const [s, event, fn] of added) s.removeListener(event, fn);
+      added.length = 0;
+      for (const s of [client, upstream]) s.on('error', ignore);
+      const d: DetachedRelay = { client, upstream, bytesUp, bytesDown, startedAt };
+      if (opts.traceId !== undefined) d.traceId = opts.traceId;
+      return d;
+    },
   };
+}
+
+function ignore() {}
+
+/**
+ * Stops reading from the kernel now, not only the stream's flow (a paused net.Socket
+ * keeps reading into its buffer up to the high-water mark otherwise). The stream is
+ * left able to restart: a later resume() or read() starts the handle again.
+ */
+function stopReading(s: Duplex) {
+  s.pause();
+  const h = (s as { _handle?: { reading?: boolean; readStop?: () => number } | null })._handle;
+  if (h && typeof h.readStop === 'function' && h.reading) {
+    h.readStop();
+    h.reading = false;
+    // A read was outstanding (no push yet); without this, read(0) would not restart it.
+    const state = (s as unknown as { _readableState?: { reading: boolean } })._readableState;
+    if (state) state.reading = false;
+  }
 }
 
 /** Abortive close (RST) for TCP sockets, so the peer sees the failure; plain destroy otherwise. */

@@ -248,3 +248,117 @@ test('registry: whenEmpty waits for the last entry, or times out', async () => {
     [],
   );
 });
+
+/** What detachSockets() does with the bytes read but not relayed: take them out. */
+function takeUnread(s: net.Socket): Buffer {
+  const chunks: Buffer[] = [];
+  for (let c = s.read() as Buffer | null; c !== null; c = s.read() as Buffer | null) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+test('detach: no close, no reset, no callback; a new relay on the same sockets goes on byte-exact', async () => {
+  const origin = await listen();
+  const proxy = await listen();
+  const accepted = nextConnection(proxy.srv);
+  const user = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+  const clientSide = await accepted;
+  const originAccepted = nextConnection(origin.srv);
+  const up = net.connect({ port: origin.port, host: '127.0.0.1' });
+  await once(up, 'connect');
+  const originSock = await originAccepted;
+  const events = ['data', 'end', 'finish', 'close', 'error', 'drain'];
+  const counts = (s: net.Socket) => events.map((e) => s.listenerCount(e));
+  const before = [counts(clientSide), counts(up)];
+  const closes: RelayStats[] = [];
+  const startedAt = Date.now() - 5000;
+  const first = relay(clientSide, up, {
+    idleTimeoutMs: 50,
+    traceId: 't1',
+    initial: { bytesUp: 0, bytesDown: 0, startedAt },
+    onClose: (s) => closes.push(s),
+  });
+  const down = randomBytes(8 * 1024 * 1024);
+  const upData = randomBytes(1024 * 1024);
+  const gotAtUser = readAll(user);
+  const gotAtOrigin = readAll(originSock);
+  // Both directions in flight when the hand-over happens.
+  originSock.write(down.subarray(0, 4 * 1024 * 1024));
+  user.write(upData.subarray(0, 512 * 1024));
+  while (first.bytesDown < 1024 * 1024 || first.bytesUp < 64 * 1024)
+    await new Promise((r) => setTimeout(r, 2));
+  const d = first.detach();
+  assert.equal(d.client, clientSide);
+  assert.equal(d.upstream, up);
+  assert.equal(d.traceId, 't1');
+  assert.equal(d.startedAt, startedAt);
+  assert.throws(() => first.detach(), /already detached/);
+  first.close('shutdown'); // no-op after detach
+  assert.equal(clientSide.destroyed || up.destroyed, false);
+  // Only the one no-op 'error' listener stays.
+  const plusError = (c: number[]) => c.map((n, i) => (events[i] === 'error' ? n + 1 : n));
+  assert.deepEqual([counts(clientSide), counts(up)], before.map(plusError));
+  // Longer than the idle timeout: the old relay's timer must be gone.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(closes.length, 0);
+  assert.equal(first.closed, false);
+  // The next owner: deliver what was read but not relayed, then relay again.
+  const unreadUp = takeUnread(clientSide);
+  const unreadDown = takeUnread(up);
+  up.write(unreadUp);
+  clientSide.write(unreadDown);
+  let resolveClosed!: (s: RelayStats) => void;
+  const closed = new Promise<RelayStats>((r) => {
+    resolveClosed = r;
+  });
+  relay(clientSide, up, {
+    idleTimeoutMs: 0,
+    initial: {
+      bytesUp: d.bytesUp + unreadUp.length,
+      bytesDown: d.bytesDown + unreadDown.length,
+      startedAt: d.startedAt,
+    },
+    onClose: resolveClosed,
+  });
+  originSock.end(down.subarray(4 * 1024 * 1024));
+  user.end(upData.subarray(512 * 1024));
+  assert.ok((await gotAtUser).equals(down), 'download intact');
+  assert.ok((await gotAtOrigin).equals(upData), 'upload intact');
+  originSock.end();
+  const stats = await closed;
+  assert.equal(stats.closeReason, 'completed');
+  assert.equal(stats.bytesDown, down.length);
+  assert.equal(stats.bytesUp, upData.length);
+  assert.ok(stats.durationMs >= 5000, `duration ${stats.durationMs} counts from startedAt`);
+  assert.equal(closes.length, 0);
+});
+
+test('detach refuses a relay that is closing; registry.detachAll skips it and plain entries', async () => {
+  const r = await rig();
+  r.user.on('error', () => {});
+  r.origin.on('error', () => {});
+  const live = await rig();
+  const reg = new RelayRegistry<string>();
+  const plain = { close: () => {} };
+  reg.add(r.relay, 'closing');
+  reg.add(live.relay, 'live');
+  reg.add(plain, 'plain');
+  r.relay.close('shutdown');
+  assert.throws(() => r.relay.detach(), /closing/);
+  const out = reg.detachAll();
+  assert.deepEqual(
+    out.map((o) => o.meta),
+    ['live'],
+  );
+  assert.equal(reg.size, 2, 'the closing relay and the plain entry stay registered');
+  assert.equal(out[0].relay.bytesUp, 0);
+  assert.equal((await r.closed).closeReason, 'shutdown');
+  // The detached relay's sockets are still open and now belong to the caller.
+  const { client, upstream } = out[0].relay;
+  assert.equal(client.destroyed || upstream.destroyed, false);
+  live.user.destroy();
+  live.origin.destroy();
+  client.destroy();
+  upstream.destroy();
+  await new Promise((res) => setTimeout(res, 20));
+  assert.equal(live.calls(), 0, 'no close callback after detach');
+});
