@@ -234,6 +234,16 @@ describe('SSH bastion backend (OpenSSH sshd)', {
     assert.equal(connections, 1);
   });
 
+  test('a name the bastion cannot resolve is a DNS failure', async () => {
+    const kh = sshd.knownHosts('nxdomain', [line(sshd, 'ed25519')]);
+    const c = make(sshd.backend(kh), { connectTimeoutMs: 5000 });
+    await rejectsWith(
+      c.connect({ host: 'no-such-host.invalid', port: 80 }, signal()),
+      'dns',
+      /could not open a channel to no-such-host\.invalid:80/,
+    );
+  });
+
   test('a wrong user key is refused with an authentication error', async (t) => {
     const dir = tmpDir(t);
     await keygen(join(dir, 'stranger'), 'ed25519');
