@@ -98,7 +98,7 @@ export async function openExit(
     if (verdict.allowed) {
       try {
         const sock = await direct(snap, req.target, verdict.addresses, req.signal);
-        return opened(sock, DIRECT, `fallback-to-direct after: ${what}`);
+        return opened(sock, DIRECT, `fallback-to-direct (${verdict.reason}) after: ${what}`);
       } catch (err) {
         const e = err instanceof ConnectError ? err : new ConnectError('internal', String(err));
         throw new ConnectError(e.reason, `${what}; fallback-to-direct: ${e.message}`);

@@ -70,7 +70,7 @@ test('all candidates down: fallback-to-direct exits directly when the ACL allows
   assert.equal(r.stdout, 'from 127.0.0.1');
   const d = await p.waitRecord((x) => x.event === 'decision');
   assert.equal(d.route, 'direct');
-  assert.match(String(d.reason), /fallback-to-direct after: .*a .*b /);
+  assert.match(String(d.reason), /fallback-to-direct \(allowed by policy all\) after: .*a .*b /);
 });
 
 test('all candidates down: a policy requiring route.local == false blocks the fallback', async (t) => {
