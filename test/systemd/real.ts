@@ -10,6 +10,7 @@ export const PORTAIL = `${NODE} ${CHECKOUT}/dist/proxy/cli/portail.js`;
 export const PORTAILCTL = `${NODE} ${CHECKOUT}/dist/rpc/portailctl.js`;
 export const ORIGIN_PATH = `${TEST_FILES}/origin.mjs`;
 export const ECHO_CLIENT_PATH = `${TEST_FILES}/echo-client.mjs`;
+export const STALL_CLIENT_PATH = `${TEST_FILES}/stall-client.mjs`;
 
 /** A unit file of systemd/, with `portail`/`portailctl` replaced by their paths here. */
 export function realUnit(name: string, extra = ''): string {
@@ -145,6 +146,38 @@ process.stdin.on('end', async () => {
   const deadline = Date.now() + 10000;
   while (!ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   process.stdout.write(JSON.stringify({ sent, received, mismatch, ended }) + '\\n');
+  process.exit(0);
+});
+`;
+
+/** node stall-client.mjs PROXY_PORT ORIGIN_PORT: SOCKS5 CONNECT to the origin, asks for
+ * 64 MiB, reads the first 100 KB, then stops reading and prints "stalled"; when stdin
+ * closes it reads again and prints {"received", "error", "closed"} once the connection
+ * ends (or after 10 s). */
+export const STALL_CLIENT = `
+import net from 'node:net';
+const [proxyPort, originPort] = process.argv.slice(2).map(Number);
+const sock = net.connect(proxyPort, '127.0.0.1');
+sock.setNoDelay(true);
+let received = 0, error = null, stalled = false;
+sock.on('error', (e) => { error = e.code || e.message; });
+sock.write(Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, originPort >> 8, originPort & 255]));
+sock.write('GET /bytes/67108864 HTTP/1.1\\r\\nhost: o\\r\\n\\r\\n');
+let closed = false;
+const done = new Promise((r) => sock.on('close', () => { closed = true; r(); }));
+sock.on('data', (c) => {
+  received += c.length;
+  if (received > 100000 && !stalled) {
+    stalled = true;
+    sock.pause();
+    setTimeout(() => process.stdout.write('stalled\\n'), 500);
+  }
+});
+process.stdin.resume();
+process.stdin.on('end', async () => {
+  sock.resume();
+  await Promise.race([done, new Promise((r) => setTimeout(r, 10000))]);
+  process.stdout.write(JSON.stringify({ received, error, closed }) + '\\n');
   process.exit(0);
 });
 `;
