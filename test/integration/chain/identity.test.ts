@@ -16,6 +16,7 @@ import {
   type TestCa,
 } from '../../harness/index.js';
 import { startPortail } from '../daemon/portail.js';
+import { startGateway } from '../gateway/gateway.js';
 import { origin, via } from './helpers.js';
 
 /** mTLS terminator in front of `to`; counts handshakes that completed. */
@@ -128,4 +129,35 @@ test('identity-aware: wrong CA, wrong name or a client certificate the upstream 
   }
   assert.deepEqual(o.seen, [], 'nothing reached the origin');
   assert.equal(front.authorized(), 0);
+});
+
+test('portail → portail gateway: the gateway is used with our identity; a wrong CA on either side refuses', async (t) => {
+  if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
+  const gw = await startGateway(t, {
+    acl: 'policy all { action allow }\n',
+    top: 'outgoing-address = "127.0.0.24"\n',
+  });
+  const other = await makeTestCa({ t });
+  const o = await origin(t);
+  const ws = (trust: TestCa, identity: TestCa) =>
+    startPortail(t, {
+      acl: ACL,
+      config: `fallback-to-direct = false\n${escaper(trust, identity)}${backend(gw.port, 'type = "socks5"\ntls-server-name = "localhost"\n')}`,
+    });
+  const good = await ws(gw.ca, gw.ca);
+  const r = await via('http-connect', good.port, o.port);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'from 127.0.0.24');
+  const decisions = () => gw.records().filter((x) => x.event === 'decision').length;
+  assert.equal(decisions(), 1);
+  for (const [trust, identity] of [
+    [other, gw.ca],
+    [gw.ca, other],
+  ]) {
+    const bad = await ws(trust, identity);
+    const b = await via('socks5', bad.port, o.port);
+    assert.notEqual(b.code, 0);
+  }
+  assert.deepEqual(o.seen, ['127.0.0.24']);
+  assert.equal(decisions(), 1, 'the gateway judged no request from an untrusted peer');
 });
