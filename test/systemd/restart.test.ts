@@ -279,6 +279,53 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
     assert.ok(Number(last?.PORTAIL_BYTES_DOWN) > 100_000);
   });
 
+  test('a resumed relay is re-evaluated on reload with the values it was opened with', async () => {
+    const client = box.spawn(['node', ECHO_CLIENT_PATH, '1080']);
+    let out = '';
+    client.stdout?.on('data', (c) => {
+      out += c;
+    });
+    try {
+      await box.waitFor('the relay', async () => out.includes('relaying\n'));
+      const first = await mainPid();
+      assert.equal((await box.systemctl('restart', 'portail.service')).code, 0);
+      const second = await mainPid();
+      // New rules: only the origin's port stays allowed; the echo relay's port is not.
+      await box.run([
+        'sh',
+        '-c',
+        `printf 'policy origin { when host == "127.0.0.1" and port == ${port} action allow }\\n' > /etc/portail/filter.acl`,
+      ]);
+      await box.run(['systemctl', 'kill', '-s', 'HUP', 'portail.service']);
+      const close = await box.waitFor('the close record', async () => {
+        const e = await box.journal(
+          '-u',
+          'portail',
+          'PORTAIL_EVENT=close',
+          'PORTAIL_CLOSE_REASON=policy_changed',
+        );
+        return e.length > 0 && e[0];
+      });
+      assert.equal(close._PID, second);
+      assert.match(String(close.PORTAIL_REASON), /^after reload: no policy matched/);
+      const decision = await box.journal(
+        '-u',
+        'portail',
+        'PORTAIL_EVENT=decision',
+        `PORTAIL_TRACE_ID=${close.PORTAIL_TRACE_ID}`,
+      );
+      assert.equal(decision[0]?._PID, first);
+    } finally {
+      client.kill('SIGKILL');
+      await box.run([
+        'sh',
+        '-c',
+        `printf 'policy origin { when host == "127.0.0.1" action allow }\\n' > /etc/portail/filter.acl`,
+      ]);
+      await box.run(['systemctl', 'kill', '-s', 'HUP', 'portail.service']);
+    }
+  });
+
   test('SIGKILL with Restart=on-failure: restarted, and no connection refused', async () => {
     const before = await box.show('portail.service', 'MainPID', 'NRestarts');
     const probes = twenty(40);
