@@ -62,6 +62,13 @@ async function tcpRelay(to: number) {
     cut: () => {
       for (const s of live) s.destroy();
     },
+    /** Silently stops forwarding (a dead path without any reset), connections stay open. */
+    freeze: () => {
+      for (const s of live) {
+        s.unpipe();
+        s.pause();
+      }
+    },
     close: () => {
       for (const s of live) s.destroy();
       return new Promise<void>((r) => srv.close(() => r()));
@@ -406,6 +413,29 @@ describe('SSH bastion backend (OpenSSH sshd)', {
       assert.equal(await roundTrip(s1, 'one'), 'hello one');
       relay.cut();
       await new Promise((r) => setTimeout(r, 50));
+      const s2 = await c.connect({ host: '127.0.0.1', port: web.port }, signal());
+      assert.equal(await roundTrip(s2, 'two'), 'hello two');
+      assert.equal(connections, 2);
+      assert.equal(relay.accepted(), 2);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  test('keepalives notice a silent dead path and the next request reconnects', async () => {
+    const relay = await tcpRelay(sshd.port);
+    try {
+      const kh = sshd.knownHosts('keepalive', [line(sshd, 'ed25519', `[127.0.0.1]:${relay.port}`)]);
+      let connections = 0;
+      const c = make(sshd.backend(kh, { targetAddress: { host: '127.0.0.1', port: relay.port } }), {
+        connectTimeoutMs: 3000,
+        keepaliveIntervalMs: 100,
+        onConnection: () => connections++,
+      });
+      const s1 = await c.connect({ host: '127.0.0.1', port: web.port }, signal());
+      assert.equal(await roundTrip(s1, 'one'), 'hello one');
+      relay.freeze();
+      await new Promise((r) => setTimeout(r, 800)); // > 3 unanswered keepalives
       const s2 = await c.connect({ host: '127.0.0.1', port: web.port }, signal());
       assert.equal(await roundTrip(s2, 'two'), 'hello two');
       assert.equal(connections, 2);
