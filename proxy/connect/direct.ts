@@ -4,6 +4,7 @@
 // DNS-rebinding safety: when the pipeline passes `addresses` (the ones the ACL saw as
 // dst.ip), we connect to those and only those, never resolving the name again.
 import net from 'node:net';
+import { relaySocket } from '../relay/fast-read.js';
 import { ConnectError, type Target } from '../types.js';
 import { abortError } from './abort.js';
 import { canonicalIp, happyEyeballsOrder } from './address-order.js';
@@ -145,11 +146,11 @@ function race(
       const where = address === literal ? label : `${label} via ${address}`;
       let sock: net.Socket;
       try {
-        sock = net.connect({
+        // relaySocket: the relay can then read it into one reused buffer (relay/fast-read.ts).
+        sock = relaySocket().connect({
           host: address,
           port: target.port,
           localAddress: o.localAddress,
-          noDelay: o.tcpNoDelay,
         });
       } catch (err) {
         failures.push(classify(err, where));

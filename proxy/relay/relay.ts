@@ -20,6 +20,7 @@
 //   initial counters (they had not been counted yet). The close record's `duration_ms`
 //   then covers the whole connection, from `startedAt`.
 import type { Duplex } from 'node:stream';
+import { readSinkOf } from './fast-read.js';
 
 /**
  * Why a relay ended (the audit record's `close_reason`):
@@ -133,12 +134,47 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
     bytesUp += chunk.length;
     if (!upstream.write(chunk)) client.pause();
   });
-  on(upstream, 'data', (chunk: Buffer) => {
-    bytesDown += chunk.length;
-    if (!client.write(chunk)) upstream.pause();
-  });
   on(upstream, 'drain', () => client.resume());
-  on(client, 'drain', () => upstream.resume());
+
+  // Downstream (the bulk of most transfers): from the upstream's own reused buffer when
+  // the connector made it with relaySocket(), else 'data' events. With one buffer,
+  // reading waits while a write from it is pending (stop-and-wait; on loopback and
+  // LANs the kernel takes a whole chunk at once, so it rarely waits).
+  const sink = readSinkOf(upstream);
+  let stalled = false;
+  const afterDown = () => {
+    // Called for every write, in order: resume once the last pending one is done.
+    if (stalled && client.writableLength === 0) {
+      stalled = false;
+      if (reason === null && !detached) upstream.resume();
+    }
+  };
+  const deliver = (chunk: Buffer): boolean => {
+    bytesDown += chunk.length;
+    client.write(chunk, afterDown);
+    if (client.writableLength === 0) return true;
+    stalled = true;
+    return false;
+  };
+  if (sink) {
+    // Bytes the socket read before the relay took over (a server that speaks first).
+    for (
+      let b = upstream.read() as Buffer | null;
+      b !== null;
+      b = upstream.read() as Buffer | null
+    ) {
+      bytesDown += b.length;
+      client.write(b);
+    }
+    sink.attach(deliver);
+    on(client, 'drain', afterDown);
+  } else {
+    on(upstream, 'data', (chunk: Buffer) => {
+      bytesDown += chunk.length;
+      if (!client.write(chunk)) upstream.pause();
+    });
+    on(client, 'drain', () => upstream.resume());
+  }
   // A paused stream (a front-end's, or one a previous owner detached) stays paused
   // when a 'data' listener is added.
   client.resume();
@@ -269,6 +305,7 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
       detached = true;
       stopIdle();
       for (const s of [client, upstream]) stopReading(s);
+      sink?.release();
       for (const [s, event, fn] of added) s.removeListener(event, fn);
       added.length = 0;
       for (const s of [client, upstream]) s.on('error', ignore);

@@ -1,0 +1,137 @@
+// Where portail spends its CPU: runs the daemon under `node --cpu-prof` behind the same
+// nginx origin as the data-plane benchmark, drives it (a download, or sequential set-ups),
+// stops it and prints the functions with the most self time.
+//
+//   node dist/test/bench/profile.js download [MiB]     (default 1024)
+//   node dist/test/bench/profile.js setup [count]      (default 2000)
+//   … --keep   keeps the .cpuprofile (path printed), for Chrome DevTools
+import { spawn } from 'node:child_process';
+import {
+  closeSync,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  freePort,
+  groupCpuSeconds,
+  startNginx,
+  startProcess,
+  stopAll,
+  tmpDir,
+} from '../harness/index.js';
+import { timeFirstByte } from './lib/socks5-client.js';
+
+interface Node {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount: number;
+}
+interface Profile {
+  nodes: Node[];
+  samples: number[];
+}
+
+function summarize(file: string, top = 25): string {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+  const total = p.samples.length;
+  const self = new Map<string, number>();
+  for (const n of p.nodes) {
+    const f = n.callFrame;
+    const where = f.url ? `${f.url.replace(/^.*\/(dist|node:)/, '$1')}:${f.lineNumber + 1}` : '';
+    const key = `${f.functionName || '(anonymous)'} ${where}`;
+    self.set(key, (self.get(key) ?? 0) + n.hitCount);
+  }
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)} %  ${k}`)
+    .join('\n');
+}
+
+async function main() {
+  const [mode = 'download', nArg] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+  const keep = process.argv.includes('--keep');
+  const root = tmpDir(undefined, 'portail-prof-www-');
+  const mib = mode === 'download' ? Number(nArg ?? 1024) : 1;
+  const fd = openSync(join(root, 'stream.bin'), 'w');
+  ftruncateSync(fd, mib * 1024 * 1024);
+  closeSync(fd);
+  const nginx = await startNginx({ root, workers: 'auto' });
+  const origin = { host: '127.0.0.1', port: nginx.port };
+  const dir = tmpDir(undefined, 'portail-prof-');
+  writeFileSync(join(dir, 'filter.acl'), 'policy allow_all {\n  action allow\n}\n');
+  writeFileSync(
+    join(dir, 'portail.toml'),
+    `filter-acl-rules-path = "filter.acl"\nwatch-acl = false\nmax-connections = 10000\n\n[log]\naudit = "file:${join(dir, 'audit.jsonl')}"\nlevel = "warn"\n`,
+  );
+  const port = await freePort();
+  const cli = fileURLToPath(new URL('../../proxy/cli/portail.js', import.meta.url));
+  const profDir = join(dir, 'prof');
+  const daemon = await startProcess(
+    process.execPath,
+    [
+      '--cpu-prof',
+      `--cpu-prof-dir=${profDir}`,
+      '--cpu-prof-interval=200',
+      cli,
+      'daemon',
+      '--config',
+      join(dir, 'portail.toml'),
+      '--bind-proxy-address',
+      `127.0.0.1:${port}`,
+    ],
+    { readyWhen: port, timeoutMs: 15_000, name: 'portail' },
+  );
+  const proxy = { host: '127.0.0.1', port };
+  await timeFirstByte(proxy, origin);
+  const cpu0 = groupCpuSeconds(daemon.pid);
+  const t0 = performance.now();
+  if (mode === 'download') {
+    await new Promise<void>((resolve, reject) => {
+      const c = spawn(
+        'curl',
+        [
+          '-sS',
+          '--socks5-hostname',
+          `127.0.0.1:${port}`,
+          '-o',
+          '/dev/null',
+          `http://127.0.0.1:${nginx.port}/stream.bin`,
+        ],
+        { stdio: 'inherit' },
+      );
+      c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`curl exited ${code}`))));
+    });
+    const secs = (performance.now() - t0) / 1000;
+    const cpu = groupCpuSeconds(daemon.pid) - cpu0;
+    console.log(
+      `download ${mib} MiB: ${((mib * 1.048576) / secs).toFixed(0)} MB/s, ${(cpu / (mib / 1024)).toFixed(2)} CPU-s/GiB`,
+    );
+  } else {
+    const n = Number(nArg ?? 2000);
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) times.push(await timeFirstByte(proxy, origin));
+    times.sort((a, b) => a - b);
+    const cpu = groupCpuSeconds(daemon.pid) - cpu0;
+    console.log(
+      `${n} set-ups: p50 ${times[Math.floor(n / 2)].toFixed(3)} ms, p99 ${times[Math.floor(n * 0.99)].toFixed(3)} ms, ${((cpu / n) * 1e6).toFixed(0)} µs CPU each`,
+    );
+  }
+  await daemon.stop();
+  const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
+  for (const f of files) {
+    console.log(`\n${summarize(join(profDir, f))}`);
+    if (keep) console.log(`profile: ${join(profDir, f)}`);
+  }
+  await stopAll();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
