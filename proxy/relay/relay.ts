@@ -233,6 +233,7 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
   function maybeFinish() {
     if (finished || !c.closed || !u.closed) return;
     finished = true;
+    sink?.dispose();
     const stats: RelayStats = {
       bytesUp,
       bytesDown,

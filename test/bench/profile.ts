@@ -5,6 +5,7 @@
 //   node dist/test/bench/profile.js download [MiB]     (default 1024)
 //   node dist/test/bench/profile.js setup [count]      (default 2000)
 //   … --keep   keeps the .cpuprofile (path printed), for Chrome DevTools
+//   … --no-prof   no profiler (its sampling costs CPU): clean CPU figures only
 import { spawn } from 'node:child_process';
 import {
   closeSync,
@@ -53,9 +54,18 @@ function summarize(file: string, top = 25): string {
     .join('\n');
 }
 
+/** [user, system] CPU seconds of one process. */
+function userSys(pid: number): [number, number] {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return [Number(rest[11]) / 100, Number(rest[12]) / 100];
+}
+
 async function main() {
   const [mode = 'download', nArg] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
   const keep = process.argv.includes('--keep');
+  // The profiler's sampling signals cost CPU themselves: --no-prof for clean figures.
+  const prof = !process.argv.includes('--no-prof');
   const root = tmpDir(undefined, 'portail-prof-www-');
   const mib = mode === 'download' ? Number(nArg ?? 1024) : 1;
   const fd = openSync(join(root, 'stream.bin'), 'w');
@@ -75,9 +85,7 @@ async function main() {
   const daemon = await startProcess(
     process.execPath,
     [
-      '--cpu-prof',
-      `--cpu-prof-dir=${profDir}`,
-      '--cpu-prof-interval=200',
+      ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=200'] : []),
       cli,
       'daemon',
       '--config',
@@ -90,6 +98,7 @@ async function main() {
   const proxy = { host: '127.0.0.1', port };
   await timeFirstByte(proxy, origin);
   const cpu0 = groupCpuSeconds(daemon.pid);
+  const ut0 = userSys(daemon.pid);
   const t0 = performance.now();
   if (mode === 'download') {
     await new Promise<void>((resolve, reject) => {
@@ -109,6 +118,10 @@ async function main() {
     });
     const secs = (performance.now() - t0) / 1000;
     const cpu = groupCpuSeconds(daemon.pid) - cpu0;
+    const ut1 = userSys(daemon.pid);
+    console.log(
+      `user ${((ut1[0] - ut0[0]) / (mib / 1024)).toFixed(2)} + system ${((ut1[1] - ut0[1]) / (mib / 1024)).toFixed(2)} CPU-s/GiB (the daemon process)`,
+    );
     console.log(
       `download ${mib} MiB: ${((mib * 1.048576) / secs).toFixed(0)} MB/s, ${(cpu / (mib / 1024)).toFixed(2)} CPU-s/GiB`,
     );
@@ -123,8 +136,8 @@ async function main() {
     );
   }
   await daemon.stop();
-  const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
-  for (const f of files) {
+  const found = prof ? readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')) : [];
+  for (const f of found) {
     console.log(`\n${summarize(join(profDir, f))}`);
     if (keep) console.log(`profile: ${join(profDir, f)}`);
   }

@@ -7,7 +7,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, test } from 'node:test';
-import { readSinkOf, relaySocket } from '../../../proxy/relay/fast-read.js';
+import {
+  readSinkOf,
+  relaySocket,
+  setBufferIdleMsForTests,
+} from '../../../proxy/relay/fast-read.js';
 import { type RelayStats, relay } from '../../../proxy/relay/index.js';
 
 const servers: net.Server[] = [];
@@ -104,12 +108,15 @@ test('an idle relay holds no buffer of its own; one that relayed does', async ()
   assert.ok(sink, 'the socket has a read sink');
   await sleep(50);
   assert.equal(sink.own, null);
-  const got = readAll(c.user);
-  originSock.end(randomBytes(256 * 1024));
+  const chunks: Buffer[] = [];
+  c.user.on('data', (b: Buffer) => chunks.push(b));
+  originSock.write(randomBytes(256 * 1024));
+  while (Buffer.concat(chunks).length < 256 * 1024) await sleep(5);
+  assert.ok(Buffer.isBuffer(sink.own as unknown), 'a buffer once it relayed');
+  originSock.end();
   c.user.end();
-  assert.equal((await got).length, 256 * 1024);
-  assert.ok(Buffer.isBuffer(sink.own as unknown));
   await c.closed;
+  assert.equal(sink.own, null, 'dropped when the relay ended');
 });
 
 test('many relays at once with slow readers: every stream intact (no buffer shared by mistake)', async () => {
@@ -158,4 +165,30 @@ test('many relays at once with slow readers: every stream intact (no buffer shar
     assert.equal(results[i].length, size, `stream ${i} length`);
     assert.equal(sha(results[i]), sha(payloads[i]), `stream ${i} content`);
   }
+});
+
+test('a relay idle for a while gives its buffer back, and takes one again when data comes', async () => {
+  setBufferIdleMsForTests(50);
+  let originSock!: net.Socket;
+  const c = await chain((s) => {
+    originSock = s;
+  });
+  const sink = readSinkOf(c.up) as unknown as { own: Buffer | null };
+  const chunks: Buffer[] = [];
+  c.user.on('data', (b: Buffer) => chunks.push(b));
+  const first = randomBytes(300 * 1024);
+  originSock.write(first);
+  while (Buffer.concat(chunks).length < first.length) await sleep(5);
+  assert.ok(Buffer.isBuffer(sink.own as unknown), 'a buffer while relaying');
+  await sleep(200);
+  assert.equal(sink.own, null, 'given back after an idle period');
+  const second = randomBytes(700 * 1024);
+  originSock.end(second);
+  c.user.end();
+  await once(c.user, 'end');
+  assert.equal(sha(Buffer.concat(chunks)), sha(Buffer.concat([first, second])));
+  const stats = await c.closed;
+  assert.equal(stats.bytesDown, first.length + second.length);
+  assert.equal(sink.own, null, 'dropped when the relay ended');
+  setBufferIdleMsForTests(10_000);
 });
