@@ -51,7 +51,12 @@ export async function loadTlsIdentity(
   }
   let hasClientCertificate = false;
   if (escaper.pkcs11Uri !== undefined) {
-    const hw = await pkcs11TlsOptions(escaper);
+    // The engine-backed secure context is built once per process and carries its own
+    // trust anchors (tls.connect ignores `ca` beside a secureContext): give it ours,
+    // including the [listener] fallback.
+    const hw = await pkcs11TlsOptions(
+      caFile === undefined ? escaper : { ...escaper, cacertFile: caFile },
+    );
     // The trust anchors stay ours whatever the token module returns.
     Object.assign(options, hw, { ca: options.ca });
     hasClientCertificate = true;
