@@ -4,7 +4,7 @@
 // reload and stop. Outside systemd every call here is a no-op that needs no native addon.
 import { closeSync } from 'node:fs';
 import type net from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import {
   adoptSocket,
   detachSockets,
@@ -162,6 +162,14 @@ export async function handOver(items: HandedOver[], log: Log): Promise<number> {
         return;
       }
       try {
+        // net.Socket.read() starts the handle reading again on sockets made with
+        // `onread` (proxy/relay/fast-read.ts), and detachSockets() calls read() to take
+        // out what was buffered: the kernel's next bytes would then land in this process
+        // and be lost. Use the plain stream read(), which only drains the buffer.
+        for (const s of [h.client, h.upstream]) {
+          (s as { read: (n?: number) => unknown }).read = (n?: number) =>
+            Duplex.prototype.read.call(s, n);
+        }
         const d = await detachSockets([h.client as net.Socket, h.upstream as net.Socket], 3000);
         entries.push({
           name: h.record.traceId,
