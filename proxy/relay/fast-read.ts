@@ -24,6 +24,9 @@ import net from 'node:net';
  */
 export const RELAY_BUFFER_BYTES = 256 * 1024;
 
+/** A read this large means a bulk transfer: time for a buffer of its own. */
+export const BULK_CHUNK_BYTES = 32 * 1024;
+
 /** A relay that read nothing for this long gives its buffer back (checked this often). */
 export const BUFFER_IDLE_MS = 10_000;
 /**
@@ -39,7 +42,9 @@ type Handle = { useUserBuffer?: (b: Buffer) => void; reading?: boolean } | null 
 const handleOf = (s: net.Socket) => (s as unknown as { _handle: Handle })._handle;
 
 /** Where a chunk goes in relay mode; returns false to stop reading (write pending). */
-export type Deliver = (chunk: Buffer) => boolean;
+export interface Deliver {
+  deliverDown(chunk: Buffer): boolean;
+}
 
 let idleMs = BUFFER_IDLE_MS;
 /** Tests only: a shorter idle period. */
@@ -84,13 +89,15 @@ export class ReadSink {
     if (own !== null) {
       this.reads++;
       // One view per chunk (write() needs its length); the memory is reused.
-      return deliver(own.subarray(0, n));
+      return deliver.deliverDown(own.subarray(0, n));
     }
-    // First chunk (or first since the buffer was given back): it is in the shared
-    // buffer, which must be free again when this returns.
+    // No buffer of its own yet: the chunk is in the shared buffer, which must be free
+    // again when this returns. Small chunks (requests, replies, interactive traffic)
+    // are relayed as copies: a 256 KiB buffer per short exchange would cost more
+    // (allocation, GC pressure) than it saves.
     const h = handleOf(this.socket);
-    if (typeof h?.useUserBuffer !== 'function') {
-      return deliver(Buffer.from(shared.subarray(0, n))); // cannot switch: relay copies
+    if (n < BULK_CHUNK_BYTES || typeof h?.useUserBuffer !== 'function') {
+      return deliver.deliverDown(Buffer.from(shared.subarray(0, n)));
     }
     const buf = Buffer.allocUnsafe(RELAY_BUFFER_BYTES);
     shared.copy(buf, 0, 0, n);
@@ -101,11 +108,11 @@ export class ReadSink {
     this.reads++;
     holding.add(this);
     sweeper ??= setInterval(sweep, idleMs).unref();
-    return deliver(buf.subarray(0, n));
+    return deliver.deliverDown(buf.subarray(0, n));
   }
 
   /**
-   * Relay mode: chunks go to `deliver`, which must not keep the chunk beyond its
+   * Relay mode: chunks go to `deliver.deliverDown`, which must not keep the chunk beyond its
    * pending write (the caller stops reading until that write completes). Returns false
    * when the socket cannot be switched (it already has bytes queued in the stream).
    */

@@ -20,7 +20,7 @@
 //   initial counters (they had not been counted yet). The close record's `duration_ms`
 //   then covers the whole connection, from `startedAt`.
 import type { Duplex } from 'node:stream';
-import { readSinkOf } from './fast-read.js';
+import { type ReadSink, readSinkOf } from './fast-read.js';
 
 /**
  * Why a relay ended (the audit record's `close_reason`):
@@ -88,134 +88,234 @@ export interface Relay {
 /** Idleness is checked this many times per idle-timeout: detection within +1/8 of it. */
 const IDLE_SAMPLES = 8;
 
-// biome-ignore lint/suspicious/noExplicitAny: a listener of any event
-type Listener = (...args: any[]) => void;
+// Memory per idle relay matters (thousands stay open): a relay is one object and two
+// small Side objects. Its listeners are module-level functions shared by every relay
+// (an emitter calls them with `this` = the socket, which points to its Side), the idle
+// check is one interval per idle-timeout value for all relays, and `done` is only
+// created when asked for.
+const kSide = Symbol('portail.relay.side');
 
-interface Side {
-  stream: Duplex;
-  readEnded: boolean;
-  writeFinished: boolean;
-  closed: boolean;
+type Stream = Duplex & { [kSide]?: Side };
+
+class Side {
+  readEnded = false;
+  writeFinished = false;
+  closed = false;
+  constructor(
+    readonly relay: RelayImpl,
+    readonly stream: Stream,
+    readonly errorReason: CloseReason,
+  ) {}
+  get other(): Side {
+    return this === this.relay.c ? this.relay.u : this.relay.c;
+  }
 }
 
-export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Relay {
-  const startedAt = opts.initial?.startedAt ?? Date.now();
-  let bytesUp = opts.initial?.bytesUp ?? 0;
-  let bytesDown = opts.initial?.bytesDown ?? 0;
-  let reason: CloseReason | null = null;
-  let firstError: Error | undefined;
-  let finished = false;
-  let detached = false;
-  let idleTimer: NodeJS.Timeout | undefined;
-  let resolveDone!: (s: RelayStats) => void;
-  const done = new Promise<RelayStats>((r) => {
-    resolveDone = r;
-  });
+const sideOf = (s: Stream) => s[kSide] as Side;
 
-  const c: Side = { stream: client, readEnded: false, writeFinished: false, closed: false };
-  const u: Side = { stream: upstream, readEnded: false, writeFinished: false, closed: false };
+function onClientData(this: Stream, chunk: Buffer) {
+  const r = sideOf(this).relay;
+  r.bytesUp += chunk.length;
+  if (!r.u.stream.write(chunk)) this.pause();
+}
+function onUpstreamData(this: Stream, chunk: Buffer) {
+  const r = sideOf(this).relay;
+  r.bytesDown += chunk.length;
+  if (!r.c.stream.write(chunk)) this.pause();
+}
+/** The upstream can take more: read the client again. */
+function onUpstreamDrain(this: Stream) {
+  sideOf(this).relay.c.stream.resume();
+}
+/** The client can take more: read the upstream again. */
+function onClientDrain(this: Stream) {
+  const r = sideOf(this).relay;
+  if (r.sink) r.afterDown();
+  else r.u.stream.resume();
+}
+function onEnd(this: Stream) {
+  const side = sideOf(this);
+  side.readEnded = true;
+  // Half-close: pass the FIN on once everything before it was written.
+  const o = side.other.stream;
+  if (!o.writableEnded && !o.destroyed) o.end();
+  side.relay.maybeComplete();
+}
+function onFinish(this: Stream) {
+  const side = sideOf(this);
+  side.writeFinished = true;
+  side.relay.maybeComplete();
+}
+function onError(this: Stream, err: Error) {
+  const side = sideOf(this);
+  side.relay.firstError ??= err;
+  side.relay.abort(side.errorReason);
+}
+function onClose(this: Stream) {
+  const side = sideOf(this);
+  side.closed = true;
+  // Closed before both directions completed, without an error event: an abort
+  // (HTTP/2 stream reset, destroy() by its owner).
+  if (!(side.readEnded && side.writeFinished)) side.relay.abort(side.errorReason);
+  else side.relay.maybeComplete();
+  side.relay.maybeFinish();
+}
 
-  // Every listener the relay adds, so that detach() can take them all back.
-  const added: Array<[Duplex, string, Listener]> = [];
-  const on = (s: Duplex, event: string, fn: Listener) => {
-    s.on(event, fn);
-    added.push([s, event, fn]);
-  };
+const COMMON: Array<[string, (this: Stream, err: Error) => void]> = [
+  ['end', onEnd],
+  ['finish', onFinish],
+  ['error', onError],
+  ['close', onClose],
+];
 
-  // A FIN from one side must only end that direction: net.Socket created without
-  // allowHalfOpen ends its writable side by itself. The flag is read when the FIN
-  // arrives, so setting it here is enough whoever created the socket.
-  for (const s of [client, upstream]) {
-    if ('allowHalfOpen' in s) (s as { allowHalfOpen: boolean }).allowHalfOpen = true;
+/** One interval per idle-timeout value, sampling every relay that uses it. */
+const idleGroups = new Map<number, { timer: NodeJS.Timeout; relays: Set<RelayImpl> }>();
+
+function watchIdle(r: RelayImpl, timeoutMs: number) {
+  let g = idleGroups.get(timeoutMs);
+  if (!g) {
+    const relays = new Set<RelayImpl>();
+    const step = Math.max(10, Math.floor(timeoutMs / IDLE_SAMPLES));
+    const timer = setInterval(() => {
+      const now = performance.now();
+      for (const x of relays) {
+        const total = x.bytesUp + x.bytesDown;
+        if (total !== x.lastTotal) {
+          x.lastTotal = total;
+          x.idleSince = now;
+        } else if (now - x.idleSince >= timeoutMs) {
+          x.abort('idle_timeout');
+        }
+      }
+    }, step);
+    timer.unref();
+    g = { timer, relays };
+    idleGroups.set(timeoutMs, g);
+  }
+  r.lastTotal = r.bytesUp + r.bytesDown;
+  r.idleSince = performance.now();
+  g.relays.add(r);
+}
+
+function unwatchIdle(r: RelayImpl, timeoutMs: number) {
+  const g = idleGroups.get(timeoutMs);
+  if (!g?.relays.delete(r)) return;
+  if (g.relays.size === 0) {
+    clearInterval(g.timer);
+    idleGroups.delete(timeoutMs);
+  }
+}
+
+class RelayImpl implements Relay {
+  bytesUp: number;
+  bytesDown: number;
+  readonly startedAt: number;
+  readonly c: Side;
+  readonly u: Side;
+  /** Set when the upstream is read into its own reused buffer (fast-read.ts). */
+  readonly sink: ReadSink | undefined;
+  reason: CloseReason | null = null;
+  firstError: Error | undefined;
+  finished = false;
+  detached = false;
+  /** A write from the upstream's reused buffer is pending: reading waits for it. */
+  stalled = false;
+  lastTotal = 0;
+  idleSince = 0;
+  private stats: RelayStats | undefined;
+  private donePromise: Promise<RelayStats> | undefined;
+  private resolveDone: ((s: RelayStats) => void) | undefined;
+  /** The write callback in sink mode (one per relay, not per chunk). */
+  readonly afterDown: () => void;
+
+  constructor(
+    client: Duplex,
+    upstream: Duplex,
+    private readonly opts: RelayOptions,
+  ) {
+    this.startedAt = opts.initial?.startedAt ?? Date.now();
+    this.bytesUp = opts.initial?.bytesUp ?? 0;
+    this.bytesDown = opts.initial?.bytesDown ?? 0;
+    this.c = new Side(this, client, 'client_error');
+    this.u = new Side(this, upstream, 'upstream_error');
+    this.sink = readSinkOf(upstream);
+    this.afterDown = () => {
+      // Called for every write, in order: resume once the last pending one is done.
+      if (this.stalled && client.writableLength === 0) {
+        this.stalled = false;
+        if (this.reason === null && !this.detached) upstream.resume();
+      }
+    };
   }
 
-  // Byte path. `pipe` semantics written out so that the counters cost nothing extra.
-  on(client, 'data', (chunk: Buffer) => {
-    bytesUp += chunk.length;
-    if (!upstream.write(chunk)) client.pause();
-  });
-  on(upstream, 'drain', () => client.resume());
-
-  // Downstream (the bulk of most transfers): from the upstream's own reused buffer when
-  // the connector made it with relaySocket(), else 'data' events. With one buffer,
-  // reading waits while a write from it is pending (stop-and-wait; on loopback and
-  // LANs the kernel takes a whole chunk at once, so it rarely waits).
-  const sink = readSinkOf(upstream);
-  let stalled = false;
-  const afterDown = () => {
-    // Called for every write, in order: resume once the last pending one is done.
-    if (stalled && client.writableLength === 0) {
-      stalled = false;
-      if (reason === null && !detached) upstream.resume();
+  start() {
+    const client = this.c.stream;
+    const upstream = this.u.stream;
+    client[kSide] = this.c;
+    upstream[kSide] = this.u;
+    // A FIN from one side must only end that direction: net.Socket created without
+    // allowHalfOpen ends its writable side by itself. The flag is read when the FIN
+    // arrives, so setting it here is enough whoever created the socket.
+    for (const s of [client, upstream]) {
+      if ('allowHalfOpen' in s) (s as { allowHalfOpen: boolean }).allowHalfOpen = true;
     }
-  };
-  const deliver = (chunk: Buffer): boolean => {
-    bytesDown += chunk.length;
-    client.write(chunk, afterDown);
+    // Byte path: `pipe` semantics written out so that the counters cost nothing extra.
+    client.on('data', onClientData);
+    upstream.on('drain', onUpstreamDrain);
+    client.on('drain', onClientDrain);
+    // Downstream (the bulk of most transfers): from the upstream's own reused buffer
+    // when the connector made it with relaySocket(), else 'data' events. With one
+    // buffer, reading waits while a write from it is pending (stop-and-wait; on
+    // loopback and LANs the kernel takes a whole chunk at once, so it rarely waits).
+    if (this.sink) {
+      // Bytes the socket read before the relay took over (a server that speaks first).
+      for (let b = upstream.read() as Buffer | null; b !== null; b = upstream.read()) {
+        this.bytesDown += b.length;
+        client.write(b);
+      }
+      this.sink.attach(this);
+    } else {
+      upstream.on('data', onUpstreamData);
+    }
+    for (const [event, fn] of COMMON) {
+      client.on(event, fn);
+      upstream.on(event, fn);
+    }
+    // A paused stream (a front-end's, or one a previous owner detached) stays paused
+    // when a 'data' listener is added.
+    client.resume();
+    upstream.resume();
+    if (this.opts.idleTimeoutMs > 0) watchIdle(this, this.opts.idleTimeoutMs);
+
+    // A side that was already gone when the relay started (client left during connect).
+    for (const side of [this.c, this.u]) {
+      if (side.stream.destroyed) {
+        side.closed = true;
+        this.abort(side.errorReason);
+      }
+    }
+    this.maybeFinish();
+  }
+
+  /** Sink mode: one chunk from the upstream's reused buffer. */
+  deliverDown(chunk: Buffer): boolean {
+    const client = this.c.stream;
+    this.bytesDown += chunk.length;
+    client.write(chunk, this.afterDown);
     if (client.writableLength === 0) return true;
-    stalled = true;
+    this.stalled = true;
     return false;
-  };
-  if (sink) {
-    // Bytes the socket read before the relay took over (a server that speaks first).
-    for (
-      let b = upstream.read() as Buffer | null;
-      b !== null;
-      b = upstream.read() as Buffer | null
-    ) {
-      bytesDown += b.length;
-      client.write(b);
-    }
-    sink.attach(deliver);
-    on(client, 'drain', afterDown);
-  } else {
-    on(upstream, 'data', (chunk: Buffer) => {
-      bytesDown += chunk.length;
-      if (!client.write(chunk)) upstream.pause();
-    });
-    on(client, 'drain', () => upstream.resume());
   }
-  // A paused stream (a front-end's, or one a previous owner detached) stays paused
-  // when a 'data' listener is added.
-  client.resume();
-  upstream.resume();
 
-  function wire(side: Side, other: Side, errorReason: CloseReason) {
-    const s = side.stream;
-    on(s, 'end', () => {
-      side.readEnded = true;
-      // Half-close: pass the FIN on once everything before it was written.
-      if (!other.stream.writableEnded && !other.stream.destroyed) other.stream.end();
-      maybeComplete();
-    });
-    on(s, 'finish', () => {
-      side.writeFinished = true;
-      maybeComplete();
-    });
-    on(s, 'error', (err: Error) => {
-      firstError ??= err;
-      abort(errorReason);
-    });
-    on(s, 'close', () => {
-      side.closed = true;
-      // Closed before both directions completed, without an error event: an abort
-      // (HTTP/2 stream reset, destroy() by its owner).
-      if (!(side.readEnded && side.writeFinished)) abort(errorReason);
-      else maybeComplete();
-      maybeFinish();
-    });
-  }
-  wire(c, u, 'client_error');
-  wire(u, c, 'upstream_error');
-
-  function maybeComplete() {
-    if (reason !== null) return;
+  maybeComplete() {
+    if (this.reason !== null) return;
+    const { c, u } = this;
     if (c.readEnded && c.writeFinished && u.readEnded && u.writeFinished) {
-      reason = 'completed';
-      stopIdle();
+      this.reason = 'completed';
+      this.stopIdle();
       // Streams with autoDestroy close themselves now; the others are closed here.
-      if (!client.destroyed) client.destroy();
-      if (!upstream.destroyed) upstream.destroy();
+      if (!c.stream.destroyed) c.stream.destroy();
+      if (!u.stream.destroyed) u.stream.destroy();
     }
   }
 
@@ -223,98 +323,94 @@ export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Rel
    * First cause wins. Both peers get a reset rather than a FIN: a FIN would tell a
    * peer the data ended normally, and a truncated download could pass for complete.
    */
-  function abort(why: CloseReason) {
-    if (reason !== null || detached) return;
-    reason = why;
-    stopIdle();
-    for (const s of [client, upstream]) if (!s.destroyed) reset(s);
+  abort(why: CloseReason) {
+    if (this.reason !== null || this.detached) return;
+    this.reason = why;
+    this.stopIdle();
+    for (const s of [this.c.stream, this.u.stream]) if (!s.destroyed) reset(s);
   }
 
-  function maybeFinish() {
-    if (finished || !c.closed || !u.closed) return;
-    finished = true;
-    sink?.dispose();
+  maybeFinish() {
+    if (this.finished || !this.c.closed || !this.u.closed) return;
+    this.finished = true;
+    this.sink?.dispose();
     const stats: RelayStats = {
-      bytesUp,
-      bytesDown,
-      durationMs: Math.max(0, Date.now() - startedAt),
-      closeReason: reason ?? 'completed',
+      bytesUp: this.bytesUp,
+      bytesDown: this.bytesDown,
+      durationMs: Math.max(0, Date.now() - this.startedAt),
+      closeReason: this.reason ?? 'completed',
     };
-    if (firstError) stats.error = firstError;
+    if (this.firstError) stats.error = this.firstError;
+    this.stats = stats;
     try {
-      opts.onClose(stats);
+      this.opts.onClose(stats);
     } finally {
-      resolveDone(stats);
+      this.resolveDone?.(stats);
     }
   }
 
-  // Idle timeout: sample the counters; no per-chunk timer work.
-  if (opts.idleTimeoutMs > 0) {
-    const step = Math.max(10, Math.floor(opts.idleTimeoutMs / IDLE_SAMPLES));
-    let lastTotal = -1;
-    let idleSince = performance.now();
-    const check = () => {
-      const total = bytesUp + bytesDown;
-      const now = performance.now();
-      if (total !== lastTotal) {
-        lastTotal = total;
-        idleSince = now;
-      } else if (now - idleSince >= opts.idleTimeoutMs) {
-        abort('idle_timeout');
-        return;
-      }
-      idleTimer = setTimeout(check, step);
-      idleTimer.unref();
+  private stopIdle() {
+    if (this.opts.idleTimeoutMs > 0) unwatchIdle(this, this.opts.idleTimeoutMs);
+  }
+
+  get closed() {
+    return this.finished;
+  }
+
+  get done(): Promise<RelayStats> {
+    if (!this.donePromise) {
+      this.donePromise = this.stats
+        ? Promise.resolve(this.stats)
+        : new Promise((r) => {
+            this.resolveDone = r;
+          });
+    }
+    return this.donePromise;
+  }
+
+  close(why: CloseReason) {
+    this.abort(why);
+  }
+
+  detach(): DetachedRelay {
+    if (this.detached) throw new Error('relay already detached');
+    if (this.reason !== null || this.finished)
+      throw new Error(`relay already closing (${this.reason})`);
+    this.detached = true;
+    this.stopIdle();
+    const client = this.c.stream;
+    const upstream = this.u.stream;
+    for (const s of [client, upstream]) stopReading(s);
+    this.sink?.release();
+    client.removeListener('data', onClientData);
+    upstream.removeListener('data', onUpstreamData);
+    upstream.removeListener('drain', onUpstreamDrain);
+    client.removeListener('drain', onClientDrain);
+    for (const [event, fn] of COMMON) {
+      client.removeListener(event, fn);
+      upstream.removeListener(event, fn);
+    }
+    // Nothing of the relay stays reachable from the sockets (not deleted: a delete
+    // would slow every later property access on them).
+    client[kSide] = undefined;
+    upstream[kSide] = undefined;
+    for (const s of [client, upstream]) s.on('error', ignore);
+    const d: DetachedRelay = {
+      client,
+      upstream,
+      bytesUp: this.bytesUp,
+      bytesDown: this.bytesDown,
+      startedAt: this.startedAt,
     };
-    idleTimer = setTimeout(check, step);
-    idleTimer.unref();
+    if (this.opts.traceId !== undefined) d.traceId = this.opts.traceId;
+    return d;
   }
-  function stopIdle() {
-    if (idleTimer) clearTimeout(idleTimer);
-    idleTimer = undefined;
-  }
+}
 
-  // A side that was already gone when the relay started (client left during connect).
-  for (const [side, why] of [
-    [c, 'client_error'],
-    [u, 'upstream_error'],
-  ] as const) {
-    if (side.stream.destroyed) {
-      side.closed = true;
-      abort(why);
-    }
-  }
-  maybeFinish();
-
-  return {
-    get bytesUp() {
-      return bytesUp;
-    },
-    get bytesDown() {
-      return bytesDown;
-    },
-    get closed() {
-      return finished;
-    },
-    close(why: CloseReason) {
-      abort(why);
-    },
-    done,
-    detach() {
-      if (detached) throw new Error('relay already detached');
-      if (reason !== null || finished) throw new Error(`relay already closing (${reason})`);
-      detached = true;
-      stopIdle();
-      for (const s of [client, upstream]) stopReading(s);
-      sink?.release();
-      for (const [s, event, fn] of added) s.removeListener(event, fn);
-      added.length = 0;
-      for (const s of [client, upstream]) s.on('error', ignore);
-      const d: DetachedRelay = { client, upstream, bytesUp, bytesDown, startedAt };
-      if (opts.traceId !== undefined) d.traceId = opts.traceId;
-      return d;
-    },
-  };
+export function relay(client: Duplex, upstream: Duplex, opts: RelayOptions): Relay {
+  const r = new RelayImpl(client, upstream, opts);
+  r.start();
+  return r;
 }
 
 function ignore() {}

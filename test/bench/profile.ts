@@ -4,28 +4,34 @@
 //
 //   node dist/test/bench/profile.js download [MiB]     (default 1024)
 //   node dist/test/bench/profile.js setup [count]      (default 2000)
+//   node dist/test/bench/profile.js idle [count]       RSS per idle relay (default 2000)
 //   … --keep   keeps the .cpuprofile (path printed), for Chrome DevTools
 //   … --no-prof   no profiler (its sampling costs CPU): clean CPU figures only
 import { spawn } from 'node:child_process';
 import {
   closeSync,
+  copyFileSync,
   ftruncateSync,
   openSync,
   readdirSync,
   readFileSync,
   writeFileSync,
 } from 'node:fs';
+import type net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   freePort,
   groupCpuSeconds,
+  groupRssBytes,
+  sleep,
   startNginx,
   startProcess,
   stopAll,
   tmpDir,
 } from '../harness/index.js';
-import { timeFirstByte } from './lib/socks5-client.js';
+import { socksConnect, timeFirstByte } from './lib/socks5-client.js';
 
 interface Node {
   id: number;
@@ -125,12 +131,37 @@ async function main() {
     console.log(
       `download ${mib} MiB: ${((mib * 1.048576) / secs).toFixed(0)} MB/s, ${(cpu / (mib / 1024)).toFixed(2)} CPU-s/GiB`,
     );
+  } else if (mode === 'idle') {
+    // RSS per idle relay, as the data-plane benchmark measures it (after a warm-up).
+    const n = Number(nArg ?? 2000);
+    const open = async (count: number) => {
+      const out: net.Socket[] = [];
+      for (let i = 0; i < count; i += 50) {
+        const batch = Math.min(50, count - i);
+        out.push(
+          ...(await Promise.all(Array.from({ length: batch }, () => socksConnect(proxy, origin)))),
+        );
+      }
+      return out;
+    };
+    for (const s of await open(50)) s.destroy();
+    await sleep(500);
+    const rss0 = groupRssBytes(daemon.pid);
+    const socks = await open(n);
+    await sleep(1000);
+    const rss1 = groupRssBytes(daemon.pid);
+    console.log(`${n} idle relays: ${((rss1 - rss0) / 1024 / n).toFixed(1)} KiB RSS each`);
+    for (const s of socks) s.destroy();
   } else {
     const n = Number(nArg ?? 2000);
     const times: number[] = [];
     for (let i = 0; i < n; i++) times.push(await timeFirstByte(proxy, origin));
     times.sort((a, b) => a - b);
     const cpu = groupCpuSeconds(daemon.pid) - cpu0;
+    const ut1 = userSys(daemon.pid);
+    console.log(
+      `user ${(((ut1[0] - ut0[0]) / n) * 1e6).toFixed(0)} + system ${(((ut1[1] - ut0[1]) / n) * 1e6).toFixed(0)} µs per set-up (the daemon process)`,
+    );
     console.log(
       `${n} set-ups: p50 ${times[Math.floor(n / 2)].toFixed(3)} ms, p99 ${times[Math.floor(n * 0.99)].toFixed(3)} ms, ${((cpu / n) * 1e6).toFixed(0)} µs CPU each`,
     );
@@ -139,7 +170,12 @@ async function main() {
   const found = prof ? readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')) : [];
   for (const f of found) {
     console.log(`\n${summarize(join(profDir, f))}`);
-    if (keep) console.log(`profile: ${join(profDir, f)}`);
+    if (keep) {
+      // The temporary folder goes away with the harness: keep a copy.
+      const kept = join(tmpdir(), `portail-${mode}-${f}`);
+      copyFileSync(join(profDir, f), kept);
+      console.log(`profile: ${kept}`);
+    }
   }
   await stopAll();
 }
