@@ -64,6 +64,17 @@ interface OpenEntry {
   stopNote?: string;
 }
 
+/** close_reason of a relay a restart closed instead of handing it over (TLS, HTTP/2,
+ * plain-HTTP exchanges, a peer that does not read): a reviewer can tell them apart from
+ * the `shutdown` of a final stop. */
+export const NOT_HANDED_OVER = 'not_handed_over';
+
+function notHandedOver<S extends { closeReason: string }>(e: OpenEntry, stats: S): S {
+  return e.stopNote !== undefined && stats.closeReason === 'shutdown'
+    ? { ...stats, closeReason: NOT_HANDED_OVER }
+    : stats;
+}
+
 /** A relay detached for the next process (no close record written). */
 export interface HandedOver {
   client: Duplex;
@@ -396,7 +407,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
           const newReason = entry.closedBy
             ? `after reload: ${entry.closedBy.decision.reason}`
             : entry.stopNote;
-          closeRecord(d, stats, newReason);
+          closeRecord(d, notHandedOver(entry, stats), newReason);
           settled();
         },
       });
@@ -458,7 +469,8 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
             {
               ...stats,
               durationMs: Date.now() - started,
-              closeReason: closedBy ?? stats.closeReason,
+              closeReason: notHandedOver(entry, { closeReason: closedBy ?? stats.closeReason })
+                .closeReason,
             },
             newReason,
           );
@@ -588,7 +600,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
                 bytes_up: bytesUp,
                 bytes_down: bytesDown,
                 duration_ms: Date.now() - startedAt,
-                close_reason: 'shutdown',
+                close_reason: NOT_HANDED_OVER,
               }),
             );
           },
@@ -634,7 +646,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
               bytes_up: stats.bytesUp,
               bytes_down: stats.bytesDown,
               duration_ms: stats.durationMs,
-              close_reason: stats.closeReason,
+              close_reason: notHandedOver(entry, stats).closeReason,
             }),
           );
           settled();

@@ -271,7 +271,7 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
     assert.ok(res.received < 64 * 1024 * 1024, `short: ${res.received}`);
     const closes = await box.journal('-u', 'portail', 'PORTAIL_EVENT=close', `_PID=${oldPid}`);
     const last = closes.at(-1);
-    assert.equal(last?.PORTAIL_CLOSE_REASON, 'shutdown');
+    assert.equal(last?.PORTAIL_CLOSE_REASON, 'not_handed_over');
     assert.match(
       String(last?.PORTAIL_REASON),
       /^hand-over to the next process failed: pending writes/,
@@ -368,7 +368,7 @@ describe('the real daemon across restarts', { skip: skip ?? false }, () => {
     assert.match(r.out, /curl (18|52|56)/, 'the client saw a failed transfer, not a complete one');
     const closes = await box.journal('-u', 'portail', 'PORTAIL_EVENT=close', `_PID=${oldPid}`);
     const last = closes.at(-1);
-    assert.equal(last?.PORTAIL_CLOSE_REASON, 'shutdown');
+    assert.equal(last?.PORTAIL_CLOSE_REASON, 'not_handed_over');
     assert.match(String(last?.PORTAIL_REASON), /cannot be handed over/);
   });
 });
