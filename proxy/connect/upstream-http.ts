@@ -17,6 +17,15 @@ export function authority(t: Target): string {
   return `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
 }
 
+/**
+ * The authority for a CONNECT request, or null when it holds characters a normalised
+ * host never carries: refused rather than risk header injection.
+ */
+export function safeAuthority(t: Target): string | null {
+  const a = authority(t);
+  return /^[A-Za-z0-9._~:[\]-]+$/.test(a) ? a : null;
+}
+
 /** The status code and reason of a complete response head, or a description of what is wrong. */
 export function parseConnectResponse(
   head: string,
@@ -117,10 +126,11 @@ export function httpConnect(
     stream.on('readable', onReadable);
     stream.on('error', onError);
     stream.on('close', onClose);
-    const a = authority(target);
-    // Normalised hosts never carry these; refuse rather than risk header injection.
-    if (!/^[A-Za-z0-9._~:[\]-]+$/.test(a)) {
-      finish(new ConnectError('internal', `invalid destination ${JSON.stringify(a)}`));
+    const a = safeAuthority(target);
+    if (a === null) {
+      finish(
+        new ConnectError('internal', `invalid destination ${JSON.stringify(authority(target))}`),
+      );
       return;
     }
     stream.write(`CONNECT ${a} HTTP/1.1\r\nHost: ${a}\r\n\r\n`);
