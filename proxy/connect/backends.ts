@@ -8,6 +8,7 @@
 // our [escaper] identity when identity-aware → SOCKS5 or HTTP CONNECT; or an SSH
 // direct-tcpip channel. Without `type`, the backend speaks the client's own protocol.
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../config/host-port.js';
 import type {
   BackendConfig,
@@ -21,6 +22,7 @@ import { createDirectConnector, type DirectConnector } from './direct.js';
 import type { Resolver } from './resolver.js';
 import { createSshConnector, type SshConnector } from './ssh.js';
 import { loadTlsIdentity, type TlsIdentity, tlsWrap } from './tls-identity.js';
+import { createH2Pool, isStreamAnswer, tlsWrapAlpn } from './upstream-h2.js';
 import { httpConnect } from './upstream-http.js';
 import { isUpstreamReply, socks5Connect } from './upstream-socks5.js';
 
@@ -127,6 +129,8 @@ export function createBackendRegistry(
   const health = new Map<string, HealthState>();
   const ssh = new Map<string, { key: string; conn: SshConnector }>();
   const perConfig = new WeakMap<object, PerConfig>();
+  // Identity-aware HTTP backends that pick h2: one pooled TLS connection per backend.
+  const h2 = createH2Pool();
   let names: string[] = [];
 
   const stateOf = (name: string): HealthState => {
@@ -216,23 +220,62 @@ export function createBackendRegistry(
       }
     }
     const kind = b.type ?? (o.protocol === 'socks5' ? 'socks5' : 'http');
-    let stream: Duplex | undefined;
-    try {
-      stream = await services(snap).tcp.connect(
-        { host: spec.targetAddress.host, port: spec.targetAddress.port },
-        { signal },
-      );
-      if (spec.identityAware) {
-        const id = await identity(snap, snap.config.escaper, snap.config.listener);
-        stream = await tlsWrap(stream, id, {
-          serverName: spec.tlsServerName ?? spec.targetAddress.host,
-          signal,
-          label,
-        });
+    const serverName = spec.tlsServerName ?? spec.targetAddress.host;
+    // HTTP backends behind TLS are offered h2 (ALPN) and pooled when they take it.
+    const pooled = kind === 'http' && spec.identityAware;
+    const dial = async (sig: AbortSignal) => {
+      let stream: Duplex | undefined;
+      try {
+        stream = await services(snap).tcp.connect(
+          { host: spec.targetAddress.host, port: spec.targetAddress.port },
+          { signal: sig },
+        );
+        if (spec.identityAware) {
+          const id = await identity(snap, snap.config.escaper, snap.config.listener);
+          stream = await (pooled ? tlsWrapAlpn : tlsWrap)(stream, id, {
+            serverName,
+            signal: sig,
+            label,
+          });
+        }
+        return stream;
+      } catch (e) {
+        stream?.destroy();
+        throw fault(e, true);
       }
-    } catch (e) {
-      stream?.destroy();
-      throw fault(e, true);
+    };
+    // The upstream answered about the destination (SOCKS reply code, HTTP status, a
+    // reset HTTP/2 stream), or the destination was slow: the backend itself is fine.
+    const protocolFault = (e: unknown) => {
+      const ce = e instanceof ConnectError ? e : new ConnectError('internal', String(e));
+      const upstreamAnswered =
+        isUpstreamReply(ce) ||
+        isStreamAnswer(ce) ||
+        / answered \d{3}/.test(ce.message) ||
+        ce.reason === 'timeout';
+      return fault(ce, !upstreamAnswered);
+    };
+    let stream: Duplex;
+    if (pooled) {
+      try {
+        const via = await h2.open({
+          name,
+          // A reload (maybe a renewed certificate) or a new address: a new session.
+          key: `${JSON.stringify(spec)}\0${snap.config.connectTimeoutMs}`,
+          generation: snap.config,
+          host: serverName,
+          dial: (sig) => dial(sig) as Promise<TLSSocket>,
+          target,
+          proxy: label,
+          signal,
+        });
+        if ('tunnel' in via) return via.tunnel;
+        stream = via.http1;
+      } catch (e) {
+        throw protocolFault(e);
+      }
+    } else {
+      stream = await dial(signal);
     }
     try {
       if (kind === 'socks5') {
@@ -245,12 +288,7 @@ export function createBackendRegistry(
       return await httpConnect(stream, target, { proxy: label, signal });
     } catch (e) {
       stream.destroy();
-      const ce = e instanceof ConnectError ? e : new ConnectError('internal', String(e));
-      // The upstream answered about the destination (SOCKS reply code, HTTP status), or
-      // the destination was slow: the backend itself is fine.
-      const upstreamAnswered =
-        isUpstreamReply(ce) || / answered \d{3}/.test(ce.message) || ce.reason === 'timeout';
-      throw fault(ce, !upstreamAnswered);
+      throw protocolFault(e);
     }
   }
 
@@ -261,6 +299,8 @@ export function createBackendRegistry(
         if (!snap.backends.get(n)?.dynamic) dynamic.delete(n);
       }
       for (const n of [...health.keys()]) if (!snap.backends.has(n)) health.delete(n);
+      // Sessions made for another configuration finish their tunnels, take no new ones.
+      h2.retire((_name, generation) => generation === snap.config);
       for (const [n, s] of [...ssh]) {
         const b = snap.backends.get(n);
         if (!b || JSON.stringify([b, snap.config.connectTimeoutMs]) !== s.key) {
@@ -333,6 +373,7 @@ export function createBackendRegistry(
       }
     },
     close() {
+      h2.close();
       for (const s of ssh.values()) s.conn.close();
       ssh.clear();
     },

@@ -1,0 +1,434 @@
+// HTTP/2 CONNECT (RFC 9113 8.5) to identity-aware HTTP backends. When the backend picks
+// `h2` by ALPN, every tunnel to it is one stream of ONE pooled mutual-TLS connection:
+// no TCP + TLS handshake per request, one client certificate signature (which costs a
+// round trip to a PKCS#11 token) per connection rather than per request. When it picks
+// `http/1.1` (or no ALPN), the caller speaks HTTP/1.1 CONNECT on that TLS socket.
+//
+// Flow control: Node's defaults (64 KiB per stream and per connection) would cap a
+// download at 64 KiB per round trip. We advertise 8 MiB per stream and 32 MiB for the
+// connection; Node only returns window as the relay consumes data, so a client that
+// stops reading still stops the upstream (at most 8 MiB buffered per stream).
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { ConnectError, type Target } from '../types.js';
+import { abortError } from './abort.js';
+import type { TlsIdentity } from './tls-identity.js';
+import { authority, errorForStatus, safeAuthority } from './upstream-http.js';
+
+/** What we offer by ALPN to an identity-aware HTTP backend, preferred first. */
+export const ALPN_OFFER = ['h2', 'http/1.1'];
+export const STREAM_WINDOW = 8 * 1024 * 1024;
+export const SESSION_WINDOW = 32 * 1024 * 1024;
+/** A session without streams is closed after this long (the gateway closes sooner). */
+export const IDLE_CLOSE_MS = 30_000;
+/** After a CONNECT timed out, the session must answer a PING within this long. */
+export const PING_TIMEOUT_MS = 5000;
+/** How much of a refusal's body (the gateway's explanation) goes into the message. */
+const MAX_REFUSAL_TEXT = 200;
+
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+/**
+ * TLS over `stream` offering ALPN h2 and http/1.1, with the same rules as tlsWrap
+ * (tls-identity.ts): our client certificate required, the backend's certificate always
+ * verified against the identity's trust anchors and `serverName`.
+ */
+export function tlsWrapAlpn(
+  stream: Duplex,
+  identity: TlsIdentity,
+  opts: { serverName: string; signal: AbortSignal; label: string },
+): Promise<tls.TLSSocket> {
+  const { serverName, signal, label } = opts;
+  if (!identity.hasClientCertificate) {
+    stream.destroy();
+    return Promise.reject(
+      new ConnectError(
+        'internal',
+        `identity-aware backend ${label}: [escaper] has no client certificate (tls-certificate + tls-privkey, or pkcs11-uri)`,
+      ),
+    );
+  }
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({
+      ...identity.options,
+      socket: stream as net.Socket,
+      ...(net.isIP(serverName) ? {} : { servername: serverName }),
+      rejectUnauthorized: true,
+      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(serverName, cert),
+      ALPNProtocols: ALPN_OFFER,
+    });
+    let settled = false;
+    const fail = (err: ConnectError) => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      sock.destroy();
+      stream.destroy();
+      reject(err);
+    };
+    const onAbort = () => fail(abortError(signal, `TLS to ${label}`));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    sock.once('secureConnect', () => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      sock.off('error', onError);
+      sock.off('close', onClose);
+      resolve(sock);
+    });
+    const onError = (e: Error) =>
+      fail(
+        new ConnectError(
+          'internal',
+          `TLS to ${label} failed (trust: ${identity.trust}, name: ${serverName}): ${e.message}`,
+        ),
+      );
+    const onClose = () =>
+      fail(new ConnectError('internal', `TLS to ${label}: closed during the handshake`));
+    sock.on('error', onError);
+    sock.on('close', onClose);
+  });
+}
+
+/** The backend reset our CONNECT stream without answering: about this destination only. */
+export class StreamResetError extends ConnectError {}
+
+/** True when the backend answered about the destination (it is healthy). */
+export function isStreamAnswer(err: ConnectError): boolean {
+  return err instanceof StreamResetError;
+}
+
+/** The pooled session died (or was going away) before our stream was answered. */
+class SessionGoneError extends ConnectError {}
+
+interface Entry {
+  session: http2.ClientHttp2Session;
+  /** Streams opened on it and not yet closed. */
+  active: number;
+  /** Set once the session must take no new stream (GOAWAY, close, failed PING). */
+  retired: boolean;
+  idle?: NodeJS.Timeout;
+}
+
+interface Slot {
+  /** Sessions are only shared by requests with the same key and generation. */
+  key: string;
+  generation: object;
+  entries: Set<Entry>;
+  /** A dial in progress: later requests wait for it rather than dialling too. */
+  pending?: Promise<Entry | null>;
+}
+
+export interface H2Request {
+  /** The pool slot (the backend's name). */
+  name: string;
+  /**
+   * What a session was made for (address, server name); a different key or generation
+   * (the configuration object: a reload may have renewed the identity) retires the
+   * slot's sessions: open streams finish, new ones go to a new session.
+   */
+  key: string;
+  generation: object;
+  /** The backend's host (TLS server name), for the session's default authority. */
+  host: string;
+  /** TCP + TLS offering ALPN_OFFER; its errors are passed through unchanged. */
+  dial(signal: AbortSignal): Promise<tls.TLSSocket>;
+  target: Target;
+  /** For messages: `name (host:port)`. */
+  proxy: string;
+  /** The attempt's deadline (connect-timeout) and the client's abort. */
+  signal: AbortSignal;
+}
+
+/** A tunnel on a pooled session, or the TLS socket of a backend that chose HTTP/1.1. */
+export type H2Outcome = { tunnel: Duplex } | { http1: tls.TLSSocket };
+
+export interface H2Pool {
+  open(req: H2Request): Promise<H2Outcome>;
+  /** Retire the sessions of slots `keep` rejects (reload: gone or changed backends). */
+  retire(keep: (name: string, generation: object) => boolean): void;
+  /** Sessions per slot that may still take streams (status, tests). */
+  sessions(name: string): number;
+  close(): void;
+}
+
+export function createH2Pool(): H2Pool {
+  const slots = new Map<string, Slot>();
+
+  const retireEntry = (e: Entry) => {
+    if (!e.retired) {
+      e.retired = true;
+      // Graceful: GOAWAY, the open tunnels go on until they end.
+      if (!e.session.closed && !e.session.destroyed) e.session.close();
+    }
+  };
+
+  const retireSlot = (name: string, slot: Slot) => {
+    for (const e of slot.entries) retireEntry(e);
+    slots.delete(name);
+  };
+
+  const usable = (e: Entry) =>
+    !e.retired &&
+    !e.session.closed &&
+    !e.session.destroyed &&
+    e.active < (e.session.remoteSettings.maxConcurrentStreams ?? 100);
+
+  function adopt(slot: Slot, socket: tls.TLSSocket, host: string): Entry {
+    const session = http2.connect(`https://${host}`, {
+      createConnection: () => socket,
+      settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
+    });
+    const e: Entry = { session, active: 0, retired: false };
+    slot.entries.add(e);
+    // Pooled sessions never keep the process alive: the tunnels' client sockets do.
+    session.unref();
+    session.once('connect', () => {
+      try {
+        session.setLocalWindowSize(SESSION_WINDOW);
+      } catch {
+        // Closed in the meantime: the streams learn it themselves.
+      }
+    });
+    // A session error is reported to its streams; the session itself has nobody to tell.
+    session.on('error', () => {});
+    session.once('goaway', () => {
+      e.retired = true;
+    });
+    session.once('close', () => {
+      e.retired = true;
+      clearTimeout(e.idle);
+      slot.entries.delete(e);
+    });
+    idleLater(e);
+    return e;
+  }
+
+  function idleLater(e: Entry) {
+    clearTimeout(e.idle);
+    if (e.active > 0) return;
+    e.idle = setTimeout(() => retireEntry(e), IDLE_CLOSE_MS);
+    e.idle.unref();
+  }
+
+  /** A PING must come back, else the path is dead: its streams are failed at once. */
+  function probe(e: Entry) {
+    if (e.session.destroyed) return;
+    const timer = setTimeout(() => e.session.destroy(), PING_TIMEOUT_MS);
+    timer.unref();
+    try {
+      e.session.ping((err) => {
+        clearTimeout(timer);
+        if (err) e.session.destroy();
+      });
+    } catch {
+      clearTimeout(timer);
+      e.session.destroy();
+    }
+  }
+
+  function connectStream(e: Entry, req: H2Request, a: string): Promise<Duplex> {
+    const { proxy, signal } = req;
+    return new Promise((resolve, reject) => {
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = e.session.request({ ':method': 'CONNECT', ':authority': a }, { endStream: false });
+      } catch (err) {
+        e.retired = true;
+        reject(
+          new SessionGoneError('internal', `upstream proxy ${proxy}: ${(err as Error).message}`),
+        );
+        return;
+      }
+      e.active++;
+      clearTimeout(e.idle);
+      stream.once('close', () => {
+        e.active--;
+        idleLater(e);
+      });
+      // Errors after the hand-over go to the relay's own listener; this one only keeps
+      // an error between our answer and the relay's start from being uncaught.
+      stream.on('error', () => {});
+      let done = false;
+      let answered = false;
+      const finish = (err: ConnectError | null) => {
+        if (done) return;
+        done = true;
+        signal.removeEventListener('abort', onAbort);
+        stream.off('response', onResponse);
+        stream.off('error', onError);
+        stream.off('close', onClose);
+        if (err) {
+          if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
+          reject(err);
+        } else resolve(stream);
+      };
+      const onResponse = (headers: http2.IncomingHttpHeaders) => {
+        answered = true;
+        const status = Number(headers[':status']);
+        if (status >= 200 && status <= 299) {
+          finish(null);
+          return;
+        }
+        void refusalText(stream, signal).then((text) =>
+          finish(errorForStatus(status, text, proxy)),
+        );
+      };
+      const gone = () => {
+        const s = e.session;
+        const code = stream.rstCode;
+        if (code === NGHTTP2_REFUSED_STREAM || s.closed || s.destroyed)
+          return new SessionGoneError(
+            'internal',
+            `upstream proxy ${proxy}: the HTTP/2 connection ended before CONNECT was answered`,
+          );
+        return new StreamResetError(
+          'unreachable',
+          `upstream proxy ${proxy} reset the CONNECT stream (HTTP/2 error code ${code})`,
+        );
+      };
+      const onError = () => answered || finish(gone());
+      const onClose = () => answered || finish(gone());
+      const onAbort = () => {
+        // No answer in time on a reused connection may mean a dead path: check it.
+        if (signal.reason instanceof ConnectError && signal.reason.reason === 'timeout') probe(e);
+        finish(abortError(signal, `CONNECT through ${proxy}`));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      stream.on('response', onResponse);
+      stream.on('error', onError);
+      stream.on('close', onClose);
+    });
+  }
+
+  /** Dials a new connection; an h2 one joins the slot, an HTTP/1.1 one is the caller's. */
+  async function dial(slot: Slot, req: H2Request): Promise<Entry | tls.TLSSocket> {
+    let settle!: (e: Entry | null) => void;
+    const pending = new Promise<Entry | null>((r) => {
+      settle = r;
+    });
+    slot.pending = pending;
+    try {
+      const socket = await req.dial(req.signal);
+      if (socket.alpnProtocol !== 'h2') {
+        settle(null);
+        return socket;
+      }
+      const e = adopt(slot, socket, authority({ host: req.host, port: 443 }));
+      settle(e);
+      return e;
+    } catch (err) {
+      settle(null);
+      throw err;
+    } finally {
+      if (slot.pending === pending) slot.pending = undefined;
+    }
+  }
+
+  function waitFor<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(abortError(signal, what));
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  return {
+    async open(req) {
+      const a = safeAuthority(req.target);
+      if (a === null) {
+        throw new ConnectError(
+          'internal',
+          `invalid destination ${JSON.stringify(authority(req.target))}`,
+        );
+      }
+      let slot = slots.get(req.name);
+      if (slot && (slot.key !== req.key || slot.generation !== req.generation)) {
+        retireSlot(req.name, slot);
+        slot = undefined;
+      }
+      if (!slot) {
+        slot = { key: req.key, generation: req.generation, entries: new Set() };
+        slots.set(req.name, slot);
+      }
+      // A reused session that turns out dead gets one more try on a fresh one.
+      for (let attempt = 0; ; attempt++) {
+        let e = [...slot.entries].find(usable);
+        let fresh = false;
+        if (!e && slot.pending) {
+          const got = await waitFor(slot.pending, req.signal, `HTTP/2 to ${req.proxy}`);
+          if (got && usable(got)) e = got;
+        }
+        if (!e) {
+          const d = await dial(slot, req);
+          if (!('session' in d)) return { http1: d };
+          e = d;
+          fresh = true;
+        }
+        try {
+          return { tunnel: await connectStream(e, req, a) };
+        } catch (err) {
+          if (err instanceof SessionGoneError && !fresh && attempt === 0) continue;
+          throw err;
+        }
+      }
+    },
+    retire(keep) {
+      for (const [name, slot] of [...slots])
+        if (!keep(name, slot.generation)) retireSlot(name, slot);
+    },
+    sessions(name) {
+      return [...(slots.get(name)?.entries ?? [])].filter((e) => !e.retired).length;
+    },
+    close() {
+      for (const slot of slots.values()) {
+        for (const e of slot.entries) e.session.destroy();
+      }
+      slots.clear();
+    },
+  };
+}
+
+/** The start of a refusal's body (the gateway says which policy denied), printable only. */
+function refusalText(stream: http2.ClientHttp2Stream, signal: AbortSignal): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    const timer = setTimeout(done, 500);
+    function done() {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', done);
+      stream.off('close', done);
+      signal.removeEventListener('abort', done);
+      const line = text.split(/\r?\n/).find((l) => l.trim() !== '') ?? '';
+      resolve(
+        line
+          .replace(/[^\x20-\x7e]/g, '')
+          .slice(0, MAX_REFUSAL_TEXT)
+          .trim(),
+      );
+    }
+    const onData = (d: Buffer) => {
+      text += d.toString('latin1');
+      if (text.length > MAX_REFUSAL_TEXT * 2) done();
+    };
+    stream.on('data', onData);
+    stream.once('end', done);
+    stream.once('close', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
