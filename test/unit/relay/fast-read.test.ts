@@ -112,11 +112,28 @@ test('an idle relay holds no buffer of its own; one that relayed does', async ()
   c.user.on('data', (b: Buffer) => chunks.push(b));
   originSock.write(randomBytes(256 * 1024));
   while (Buffer.concat(chunks).length < 256 * 1024) await sleep(5);
-  assert.ok(Buffer.isBuffer(sink.own as unknown), 'a buffer once it relayed');
+  assert.ok(Buffer.isBuffer(sink.own as unknown), 'a buffer once it relayed in bulk');
   originSock.end();
   c.user.end();
   await c.closed;
   assert.equal(sink.own, null, 'dropped when the relay ended');
+});
+
+test('small exchanges are relayed as copies: no buffer of its own for a request and its reply', async () => {
+  let originSock!: net.Socket;
+  const c = await chain((s) => {
+    originSock = s;
+    s.on('data', () => s.write('HTTP/1.1 204 No Content\r\n\r\n'));
+  });
+  const sink = readSinkOf(c.up) as unknown as { own: Buffer | null };
+  const reply = once(c.user, 'data');
+  c.user.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  const [got] = (await reply) as [Buffer];
+  assert.equal(got.toString(), 'HTTP/1.1 204 No Content\r\n\r\n');
+  assert.equal(sink.own, null);
+  c.user.destroy();
+  originSock.destroy();
+  await c.closed;
 });
 
 test('many relays at once with slow readers: every stream intact (no buffer shared by mistake)', async () => {

@@ -1,10 +1,11 @@
+// Not a benchmark run by scripts/bench.mjs (sub-folder): a tool for finding where the time goes.
 // Where portail spends its CPU: runs the daemon under `node --cpu-prof` behind the same
 // nginx origin as the data-plane benchmark, drives it (a download, or sequential set-ups),
 // stops it and prints the functions with the most self time.
 //
-//   node dist/test/bench/profile.js download [MiB]     (default 1024)
-//   node dist/test/bench/profile.js setup [count]      (default 2000)
-//   node dist/test/bench/profile.js idle [count]       RSS per idle relay (default 2000)
+//   node dist/test/bench/tools/profile.js download [MiB]     (default 1024)
+//   node dist/test/bench/tools/profile.js setup [count]      (default 2000)
+//   node dist/test/bench/tools/profile.js idle [count]       RSS per idle relay (default 2000)
 //   … --keep   keeps the .cpuprofile (path printed), for Chrome DevTools
 //   … --no-prof   no profiler (its sampling costs CPU): clean CPU figures only
 import { spawn } from 'node:child_process';
@@ -30,8 +31,8 @@ import {
   startProcess,
   stopAll,
   tmpDir,
-} from '../harness/index.js';
-import { socksConnect, timeFirstByte } from './lib/socks5-client.js';
+} from '../../harness/index.js';
+import { socksConnect, timeFirstByte } from '../lib/socks5-client.js';
 
 interface Node {
   id: number;
@@ -86,12 +87,15 @@ async function main() {
     `filter-acl-rules-path = "filter.acl"\nwatch-acl = false\nmax-connections = 10000\n\n[log]\naudit = "file:${join(dir, 'audit.jsonl')}"\nlevel = "warn"\n`,
   );
   const port = await freePort();
-  const cli = fileURLToPath(new URL('../../proxy/cli/portail.js', import.meta.url));
+  const cli = fileURLToPath(new URL('../../../proxy/cli/portail.js', import.meta.url));
   const profDir = join(dir, 'prof');
   const daemon = await startProcess(
     process.execPath,
     [
       ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=200'] : []),
+      ...(process.argv.includes('--heap')
+        ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${tmpdir()}`]
+        : []),
       cli,
       'daemon',
       '--config',
@@ -150,6 +154,11 @@ async function main() {
     const socks = await open(n);
     await sleep(1000);
     const rss1 = groupRssBytes(daemon.pid);
+    if (process.argv.includes('--heap')) {
+      // --heap: a heap snapshot of the daemon with the relays open (node --heapsnapshot-signal).
+      process.kill(daemon.pid, 'SIGUSR2');
+      await sleep(8000);
+    }
     console.log(`${n} idle relays: ${((rss1 - rss0) / 1024 / n).toFixed(1)} KiB RSS each`);
     for (const s of socks) s.destroy();
   } else {
