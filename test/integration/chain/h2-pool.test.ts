@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ import {
 } from '../../harness/index.js';
 import { startPortail } from '../daemon/portail.js';
 import { startGateway } from '../gateway/gateway.js';
+import { blackholePort } from './helpers.js';
 
 const MiB = 1024 * 1024;
 /** One MiB of fixed pseudo-random bytes; a body of N MiB repeats it N times. */
@@ -38,9 +40,15 @@ function expectedSha(mib: number): string {
   return h.digest('hex');
 }
 
-/** An origin answering `/N` with N MiB (streamed with backpressure). */
+/** An origin answering `GET /N` with N MiB (with backpressure), `PUT` with the body's sha256. */
 async function bulkOrigin(t: Owner): Promise<number> {
   const server = http.createServer(async (req, res) => {
+    if (req.method === 'PUT') {
+      const h = createHash('sha256');
+      for await (const chunk of req) h.update(chunk as Buffer);
+      res.end(h.digest('hex'));
+      return;
+    }
     const mib = Number(/^\/(\d+)$/.exec(req.url ?? '')?.[1] ?? 0);
     res.writeHead(200, { 'content-length': String(mib * MiB) });
     for (let i = 0; i < mib; i++) {
@@ -118,10 +126,11 @@ async function http1Front(t: Owner, ca: TestCa, to: number) {
 }
 
 /** A workstation portail whose only route is an identity-aware `http` backend. */
-function workstation(t: Owner, ca: TestCa, port: number) {
+function workstation(t: Owner, ca: TestCa, port: number, top = '') {
   return startPortail(t, {
     acl: 'route all { use ["gw"] }\npolicy all { action allow }\n',
     config: [
+      top,
       'fallback-to-direct = false',
       '[escaper]',
       `cacert-file = "${ca.caCert}"`,
@@ -135,6 +144,20 @@ function workstation(t: Owner, ca: TestCa, port: number) {
       '',
     ].join('\n'),
   });
+}
+
+/** Uploads `mib` MiB to `url` through portail (CONNECT); resolves with the origin's sha256. */
+async function upload(t: Owner, proxyPort: number, url: string, mib: number) {
+  const file = join(tmpDir(t), 'upload');
+  const w = createWriteStream(file);
+  for (let i = 0; i < mib; i++) if (!w.write(BLOCK_BYTES)) await once(w, 'drain');
+  w.end();
+  await once(w, 'finish');
+  const started = process.hrtime.bigint();
+  const r = await curl(['-x', `http://127.0.0.1:${proxyPort}`, '--proxytunnel', '-T', file, url], {
+    timeoutMs: 60_000,
+  });
+  return { ...r, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
 /** Downloads `url` through portail into a file; resolves with curl's result and the sha256. */
@@ -179,6 +202,43 @@ test('h2 pool: a refusal is the gateway answer (403 → 502), the session and th
   const second = ws.records().filter((r) => r.event === 'decision')[1];
   assert.doesNotMatch(String(second?.reason ?? ''), /backing off/);
   assert.equal(fwd.count(), 1, 'the refusal and the download shared one TLS connection');
+});
+
+test('h2 pool: connect-timeout bounds each stream; a slow destination keeps the session and the backend', async (t) => {
+  if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
+  const web = await bulkOrigin(t);
+  const slow = await blackholePort(t);
+  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
+  const fwd = await counter(t, () => gw.port);
+  const ws = await workstation(t, gw.ca, fwd.port, 'connect-timeout = "1s"');
+  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.equal(warm.code, 0, warm.stderr);
+
+  const started = Date.now();
+  const r = await curl([
+    '-x',
+    `http://127.0.0.1:${ws.port}`,
+    '--proxytunnel',
+    `http://127.0.0.1:${slow}/`,
+  ]);
+  const took = Date.now() - started;
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /504/);
+  // The gateway's own connect-timeout (5 s) would answer later: ours ended the stream.
+  assert.ok(took < 4500, `answered after ${took} ms`);
+  const d = await ws.waitRecord(
+    (x) => x.event === 'decision' && /within 1000 ms/.test(String(x.reason)),
+  );
+  assert.equal(d.action, 'allow');
+
+  const after = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.equal(after.code, 0, after.stderr);
+  const last = ws
+    .records()
+    .filter((x) => x.event === 'decision')
+    .at(-1);
+  assert.doesNotMatch(String(last?.reason ?? ''), /backing off/);
+  assert.equal(fwd.count(), 1, 'the session outlived the slow destination');
 });
 
 test('h2 pool: concurrent downloads share ONE TLS connection; a restarted gateway gets a new one', async (t) => {
@@ -251,7 +311,16 @@ test('h2 pool: a backend offering only http/1.1 is used through HTTP/1.1 CONNECT
   t.diagnostic(
     `${big} MiB through one stream: HTTP/2 ${h2.seconds.toFixed(2)} s (${rate(h2.seconds)}), HTTP/1.1 tunnel ${h1.seconds.toFixed(2)} s (${rate(h1.seconds)})`,
   );
-  console.log(
-    `# h2-pool: ${big} MiB HTTP/2 ${h2.seconds.toFixed(2)} s, HTTP/1.1 ${h1.seconds.toFixed(2)} s`,
+
+  // The other direction: the client's bytes reach the origin intact both ways.
+  const up = 32;
+  const u1 = await upload(t, viaH1.port, `http://127.0.0.1:${web}/up`, up);
+  const u2 = await upload(t, viaH2.port, `http://127.0.0.1:${web}/up`, up);
+  assert.equal(u1.code, 0, u1.stderr);
+  assert.equal(u2.code, 0, u2.stderr);
+  assert.equal(u1.stdout, expectedSha(up));
+  assert.equal(u2.stdout, expectedSha(up));
+  t.diagnostic(
+    `${up} MiB upload: HTTP/2 ${u2.seconds.toFixed(2)} s, HTTP/1.1 tunnel ${u1.seconds.toFixed(2)} s`,
   );
 });
