@@ -7,6 +7,7 @@ import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import {
   adoptSocket,
+  checkSocket,
   detachSockets,
   listenFds,
   type RecoveredConnection,
@@ -25,6 +26,7 @@ import {
 } from '../../systemd/index.js';
 import type { Log } from '../audit/logging.js';
 import type { DataPlane, HandedOver } from '../pipeline/pipeline.js';
+import { relaySocket } from '../relay/fast-read.js';
 import { type HandoverRecord, parseHandoverRecord } from '../relay/handover.js';
 
 export type ListenerSource = 'systemd' | 'fdstore' | 'bound';
@@ -225,15 +227,27 @@ export function resumeRelays(
       for (const fd of c.fds) closeQuietly(fd);
       continue;
     }
-    let sockets: Duplex[] = [];
+    // Both checked before either is adopted: a net.Socket owns its descriptor, so a
+    // failure after adoption must destroy() it rather than close the number again.
+    let upstream: Duplex;
     try {
-      sockets = c.fds.map((fd) => adoptSocket(fd, { allowHalfOpen: true }));
+      checkSocket(c.fds[0], 'stream-connection');
+      checkSocket(c.fds[1], 'stream-connection');
     } catch (err) {
       log.warn(`fd store: dropped relay ${c.name}: ${(err as Error).message}`);
       for (const fd of c.fds) closeQuietly(fd);
       continue;
     }
-    const [client, upstream] = sockets;
+    const client = adoptSocket(c.fds[0], { allowHalfOpen: true });
+    try {
+      // The upstream keeps the relay's fast read path (one reused buffer).
+      upstream = relaySocket({ fd: c.fds[1], readable: true, writable: true, allowHalfOpen: true });
+    } catch (err) {
+      log.warn(`fd store: dropped relay ${c.name}: ${(err as Error).message}`);
+      client.destroy();
+      closeQuietly(c.fds[1]);
+      continue;
+    }
     const [fromClient, fromUpstream] = unread.map((b) => Buffer.from(String(b), 'base64'));
     // What the old process read from one side goes to the other side first.
     if (fromClient.length) upstream.write(fromClient);
