@@ -13,8 +13,11 @@
 //   buffer, for `detachSockets()` (systemd/fdstore.ts) to take out as `unread`. After
 //   detach, `close()` is a no-op and `done` never resolves.
 // - Unregister at the same time with `registry.detach(relay)` or `registry.detachAll()`
-//   (registry.ts), which call `detach()` and drop the entry without a close.
-// - The next process adopts the descriptors and calls
+//   (registry.ts), which call `detach()`, drop the entry without a close, and return
+//   `{ relay: DetachedRelay, meta }` (meta = what the pipeline registered with it).
+// - The next process adopts the descriptors — the upstream one preferably as
+//   `relaySocket({ fd, readable: true, writable: true })` (fast-read.ts), so that its
+//   downloads take the reused-buffer path again — and calls
 //   `relay(client, upstream, { ..., initial: { bytesUp, bytesDown, startedAt }, traceId })`
 //   after writing each side's `unread` bytes to the other side; add those lengths to the
 //   initial counters (they had not been counted yet). The close record's `duration_ms`
