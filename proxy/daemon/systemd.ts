@@ -45,13 +45,15 @@ export function passedSockets(log: Log): Passed {
   const relays = recoverConnections(byName, {
     onStale: (name, why) => log.warn(`fd store: dropped ${name}: ${why}`),
   });
+  // `gateway` sockets are served by the same listener as `proxy`: the gateway role is
+  // the `[listener]` TLS settings, which apply to every proxy listener.
   const out: Passed = {
-    proxy: byName.get('proxy') ?? [],
+    proxy: [...(byName.get('proxy') ?? []), ...(byName.get('gateway') ?? [])],
     control: byName.get('control') ?? [],
     relays,
   };
   for (const [name, fds] of byName) {
-    if (name !== 'proxy' && name !== 'control') {
+    if (name !== 'proxy' && name !== 'control' && name !== 'gateway') {
       log.warn(
         `systemd passed ${fds.length} socket(s) named "${name}": not served by this version`,
       );
