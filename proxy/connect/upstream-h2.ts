@@ -293,7 +293,7 @@ export function createH2Pool(): H2Pool {
       const onError = () => answered || finish(gone());
       const onClose = () => answered || finish(gone());
       const onAbort = () => {
-        // No answer in time on a reused connection may mean a dead path: check it.
+        // No answer in time may mean a silently dead path: check the connection.
         if (signal.reason instanceof ConnectError && signal.reason.reason === 'timeout') probe(e);
         finish(abortError(signal, `CONNECT through ${proxy}`));
       };
@@ -375,7 +375,7 @@ export function createH2Pool(): H2Pool {
         }
         if (!e) {
           const d = await dial(slot, req);
-          if (!('session' in d)) return { http1: d };
+          if (d instanceof tls.TLSSocket) return { http1: d };
           e = d;
           fresh = true;
         }
