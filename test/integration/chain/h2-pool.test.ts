@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import tls from 'node:tls';
 import {
   curl,
+  makeTestCa,
   type Owner,
   requireTool,
   sha256File,
@@ -126,21 +127,27 @@ async function http1Front(t: Owner, ca: TestCa, to: number) {
 }
 
 /** A workstation portail whose only route is an identity-aware `http` backend. */
-function workstation(t: Owner, ca: TestCa, port: number, top = '') {
+function workstation(
+  t: Owner,
+  ca: TestCa,
+  port: number,
+  top = '',
+  o: { trust?: TestCa; serverName?: string } = {},
+) {
   return startPortail(t, {
     acl: 'route all { use ["gw"] }\npolicy all { action allow }\n',
     config: [
       top,
       'fallback-to-direct = false',
       '[escaper]',
-      `cacert-file = "${ca.caCert}"`,
+      `cacert-file = "${(o.trust ?? ca).caCert}"`,
       `tls-certificate = "${ca.clientCert}"`,
       `tls-privkey = "${ca.clientKey}"`,
       '[backends.gw]',
       'type = "http"',
       `target-address = "127.0.0.1:${port}"`,
       'identity-aware = true',
-      'tls-server-name = "localhost"',
+      `tls-server-name = "${o.serverName ?? 'localhost'}"`,
       '',
     ].join('\n'),
   });
@@ -174,6 +181,32 @@ async function download(t: Owner, proxyPort: number, url: string, tunnel = true)
 
 const ALLOW_BUT_PORT = (port: number) =>
   `policy closed_port { when port == ${port} action deny }\npolicy all { action allow }\n`;
+
+test('h2 pool: the gateway certificate is verified (CA and name) before any stream', async (t) => {
+  if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
+  const web = await bulkOrigin(t);
+  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
+  const fwd = await counter(t, () => gw.port);
+  const other = await makeTestCa({ t });
+  const cases = [
+    { name: 'foreign CA', o: { trust: other }, why: /TLS to gw .*certificate/ },
+    { name: 'wrong name', o: { serverName: 'gw.example.com' }, why: /gw\.example\.com/ },
+  ];
+  for (const c of cases) {
+    const ws = await workstation(t, gw.ca, fwd.port, '', c.o);
+    const r = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+    assert.notEqual(r.code, 0, c.name);
+    assert.match(r.stderr, /502/, c.name);
+    const d = await ws.waitRecord((x) => x.event === 'decision');
+    assert.match(String(d.reason), c.why, c.name);
+  }
+  assert.equal(fwd.count(), 2, 'one refused handshake each');
+  assert.deepEqual(
+    gw.records().filter((x) => x.event === 'decision'),
+    [],
+    'no CONNECT reached the gateway',
+  );
+});
 
 test('h2 pool: a refusal is the gateway answer (403 → 502), the session and the backend stay good', async (t) => {
   if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
