@@ -107,6 +107,7 @@ async function http1Front(ca: TestCa, to: number): Promise<number> {
     (s) => {
       const up = net.connect(to, '127.0.0.1');
       up.setNoDelay(true);
+      s.setNoDelay(true);
       for (const x of [s, up]) {
         sockets.add(x);
         x.on('close', () => sockets.delete(x));
