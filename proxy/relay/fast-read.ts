@@ -43,7 +43,7 @@ const handleOf = (s: net.Socket) => (s as unknown as { _handle: Handle })._handl
 
 /** Where a chunk goes in relay mode; returns false to stop reading (write pending). */
 export interface Deliver {
-  deliverDown(chunk: Buffer): boolean;
+  deliver(chunk: Buffer): boolean;
 }
 
 let idleMs = BUFFER_IDLE_MS;
@@ -89,7 +89,7 @@ export class ReadSink {
     if (own !== null) {
       this.reads++;
       // One view per chunk (write() needs its length); the memory is reused.
-      return deliver.deliverDown(own.subarray(0, n));
+      return deliver.deliver(own.subarray(0, n));
     }
     // No buffer of its own yet: the chunk is in the shared buffer, which must be free
     // again when this returns. Small chunks (requests, replies, interactive traffic)
@@ -97,7 +97,7 @@ export class ReadSink {
     // (allocation, GC pressure) than it saves.
     const h = handleOf(this.socket);
     if (n < BULK_CHUNK_BYTES || typeof h?.useUserBuffer !== 'function') {
-      return deliver.deliverDown(Buffer.from(shared.subarray(0, n)));
+      return deliver.deliver(Buffer.from(shared.subarray(0, n)));
     }
     const buf = Buffer.allocUnsafe(RELAY_BUFFER_BYTES);
     shared.copy(buf, 0, 0, n);
@@ -108,11 +108,11 @@ export class ReadSink {
     this.reads++;
     holding.add(this);
     sweeper ??= setInterval(sweep, idleMs).unref();
-    return deliver.deliverDown(buf.subarray(0, n));
+    return deliver.deliver(buf.subarray(0, n));
   }
 
   /**
-   * Relay mode: chunks go to `deliver.deliverDown`, which must not keep the chunk beyond its
+   * Relay mode: chunks go to `deliver.deliver`, which must not keep the chunk beyond its
    * pending write (the caller stops reading until that write completes). Returns false
    * when the socket cannot be switched (it already has bytes queued in the stream).
    */
@@ -190,4 +190,52 @@ export function relaySocket(opts: Omit<net.SocketConstructorOpts, 'onread'> = {}
   sink = new ReadSink(sock);
   sinks.set(sock, sink);
   return sock;
+}
+
+let adopting = true;
+/** Tests only: relay accepted sockets with 'data' events, as when adoption is not possible. */
+export function setAdoptReadsForTests(on: boolean): void {
+  adopting = on;
+}
+
+/** Private symbols of net.Socket that hold the `onread` buffer and callback. */
+let onreadSymbols: { buffer: symbol; callback: symbol } | null | undefined;
+function findOnreadSymbols(s: net.Socket) {
+  if (onreadSymbols === undefined) {
+    const syms = Object.getOwnPropertySymbols(s);
+    const buffer = syms.find((x) => x.description === 'kBuffer');
+    const callback = syms.find((x) => x.description === 'kBufferCb');
+    onreadSymbols = buffer && callback ? { buffer, callback } : null;
+  }
+  return onreadSymbols;
+}
+
+/**
+ * Gives an existing, connected plain TCP or unix socket (an accepted client: the
+ * listener cannot create it with `onread`) the same reused-buffer reads as
+ * relaySocket(). Relies on net.Socket's private `onread` fields (found by their
+ * symbols' descriptions; Node 20 and 24); returns undefined, changing nothing, when
+ * they or the handle's `useUserBuffer` are missing, for TLS sockets and other streams,
+ * and when someone else still listens for 'data' or 'readable'. Measured on uploads:
+ * 0.45 CPU-s/GiB against 0.84 with 'data' events.
+ */
+export function adoptReads(s: object): ReadSink | undefined {
+  if (!adopting || !(s instanceof net.Socket) || sinks.has(s)) return undefined;
+  if ((s as { encrypted?: boolean }).encrypted) return undefined;
+  const h = handleOf(s) as (Handle & { constructor?: { name?: string } }) | null | undefined;
+  const kind = h?.constructor?.name;
+  if (typeof h?.useUserBuffer !== 'function' || (kind !== 'TCP' && kind !== 'Pipe'))
+    return undefined;
+  if (s.listenerCount('data') > 0 || s.listenerCount('readable') > 0) return undefined;
+  if (s.readableEncoding !== null || s.readableObjectMode) return undefined;
+  const syms = findOnreadSymbols(s);
+  if (!syms) return undefined;
+  const fields = s as unknown as Record<symbol, unknown>;
+  if (fields[syms.buffer] !== null || fields[syms.callback] !== null) return undefined;
+  const sink = new ReadSink(s);
+  fields[syms.buffer] = shared;
+  fields[syms.callback] = (n: number) => sink.onRead(n);
+  h.useUserBuffer(shared);
+  sinks.set(s, sink);
+  return sink;
 }

@@ -23,7 +23,7 @@
 //   initial counters (they had not been counted yet). The close record's `duration_ms`
 //   then covers the whole connection, from `startedAt`.
 import type { Duplex } from 'node:stream';
-import { type ReadSink, readSinkOf } from './fast-read.js';
+import { adoptReads, type ReadSink, readSinkOf } from './fast-read.js';
 
 /**
  * Why a relay ended (the audit record's `close_reason`):
@@ -104,6 +104,12 @@ class Side {
   readEnded = false;
   writeFinished = false;
   closed = false;
+  /** Set when this side is read into its own reused buffer (fast-read.ts). */
+  sink: ReadSink | undefined;
+  /** A write from that buffer to the other side is pending: reading waits for it. */
+  stalled = false;
+  /** The write callback in sink mode (one per side, not per chunk). */
+  afterWrite: (() => void) | undefined;
   constructor(
     readonly relay: RelayImpl,
     readonly stream: Stream,
@@ -111,6 +117,31 @@ class Side {
   ) {}
   get other(): Side {
     return this === this.relay.c ? this.relay.u : this.relay.c;
+  }
+
+  /** Reads this side into its reused buffer from now on. */
+  useSink(sink: ReadSink) {
+    this.sink = sink;
+    const out = this.other.stream;
+    this.afterWrite = () => {
+      // Called for every write, in order: resume once the last pending one is done.
+      if (this.stalled && out.writableLength === 0) {
+        this.stalled = false;
+        if (this.relay.reason === null && !this.relay.detached) this.stream.resume();
+      }
+    };
+  }
+
+  /** Sink mode: one chunk from this side's reused buffer, to the other side. */
+  deliver(chunk: Buffer): boolean {
+    const r = this.relay;
+    if (this === r.c) r.bytesUp += chunk.length;
+    else r.bytesDown += chunk.length;
+    const out = this.other.stream;
+    out.write(chunk, this.afterWrite);
+    if (out.writableLength === 0) return true;
+    this.stalled = true;
+    return false;
   }
 }
 
@@ -128,13 +159,15 @@ function onUpstreamData(this: Stream, chunk: Buffer) {
 }
 /** The upstream can take more: read the client again. */
 function onUpstreamDrain(this: Stream) {
-  sideOf(this).relay.c.stream.resume();
+  const c = sideOf(this).relay.c;
+  if (c.afterWrite) c.afterWrite();
+  else c.stream.resume();
 }
 /** The client can take more: read the upstream again. */
 function onClientDrain(this: Stream) {
-  const r = sideOf(this).relay;
-  if (r.sink) r.afterDown();
-  else r.u.stream.resume();
+  const u = sideOf(this).relay.u;
+  if (u.afterWrite) u.afterWrite();
+  else u.stream.resume();
 }
 function onEnd(this: Stream) {
   const side = sideOf(this);
@@ -215,21 +248,15 @@ class RelayImpl implements Relay {
   readonly startedAt: number;
   readonly c: Side;
   readonly u: Side;
-  /** Set when the upstream is read into its own reused buffer (fast-read.ts). */
-  readonly sink: ReadSink | undefined;
   reason: CloseReason | null = null;
   firstError: Error | undefined;
   finished = false;
   detached = false;
-  /** A write from the upstream's reused buffer is pending: reading waits for it. */
-  stalled = false;
   lastTotal = 0;
   idleSince = 0;
   private stats: RelayStats | undefined;
   private donePromise: Promise<RelayStats> | undefined;
   private resolveDone: ((s: RelayStats) => void) | undefined;
-  /** The write callback in sink mode (one per relay, not per chunk). */
-  readonly afterDown: () => void;
 
   constructor(
     client: Duplex,
@@ -241,14 +268,12 @@ class RelayImpl implements Relay {
     this.bytesDown = opts.initial?.bytesDown ?? 0;
     this.c = new Side(this, client, 'client_error');
     this.u = new Side(this, upstream, 'upstream_error');
-    this.sink = readSinkOf(upstream);
-    this.afterDown = () => {
-      // Called for every write, in order: resume once the last pending one is done.
-      if (this.stalled && client.writableLength === 0) {
-        this.stalled = false;
-        if (this.reason === null && !this.detached) upstream.resume();
-      }
-    };
+    // Upstreams made by relaySocket() have a sink; an accepted client socket is
+    // given one here when possible (fast-read.ts, adoptReads).
+    const us = readSinkOf(upstream);
+    if (us) this.u.useSink(us);
+    const cs = readSinkOf(client) ?? adoptReads(client);
+    if (cs) this.c.useSink(cs);
   }
 
   start() {
@@ -263,22 +288,26 @@ class RelayImpl implements Relay {
       if ('allowHalfOpen' in s) (s as { allowHalfOpen: boolean }).allowHalfOpen = true;
     }
     // Byte path: `pipe` semantics written out so that the counters cost nothing extra.
-    client.on('data', onClientData);
+    // A side with a sink is read into its own reused buffer (stop-and-wait: reading
+    // waits while a write from it is pending; on loopback and LANs the kernel takes a
+    // whole chunk at once, so it rarely waits); the others with 'data' events.
     upstream.on('drain', onUpstreamDrain);
     client.on('drain', onClientDrain);
-    // Downstream (the bulk of most transfers): from the upstream's own reused buffer
-    // when the connector made it with relaySocket(), else 'data' events. With one
-    // buffer, reading waits while a write from it is pending (stop-and-wait; on
-    // loopback and LANs the kernel takes a whole chunk at once, so it rarely waits).
-    if (this.sink) {
-      // Bytes the socket read before the relay took over (a server that speaks first).
-      for (let b = upstream.read() as Buffer | null; b !== null; b = upstream.read()) {
-        this.bytesDown += b.length;
-        client.write(b);
+    for (const side of [this.c, this.u]) {
+      const s = side.stream;
+      if (side.sink) {
+        // Bytes read before the relay took over (a server that speaks first, a
+        // client that sent early).
+        const out = side.other.stream;
+        for (let b = s.read() as Buffer | null; b !== null; b = s.read()) {
+          if (side === this.c) this.bytesUp += b.length;
+          else this.bytesDown += b.length;
+          out.write(b);
+        }
+        side.sink.attach(side);
+      } else {
+        s.on('data', side === this.c ? onClientData : onUpstreamData);
       }
-      this.sink.attach(this);
-    } else {
-      upstream.on('data', onUpstreamData);
     }
     for (const [event, fn] of COMMON) {
       client.on(event, fn);
@@ -298,16 +327,6 @@ class RelayImpl implements Relay {
       }
     }
     this.maybeFinish();
-  }
-
-  /** Sink mode: one chunk from the upstream's reused buffer. */
-  deliverDown(chunk: Buffer): boolean {
-    const client = this.c.stream;
-    this.bytesDown += chunk.length;
-    client.write(chunk, this.afterDown);
-    if (client.writableLength === 0) return true;
-    this.stalled = true;
-    return false;
   }
 
   maybeComplete() {
@@ -336,7 +355,8 @@ class RelayImpl implements Relay {
   maybeFinish() {
     if (this.finished || !this.c.closed || !this.u.closed) return;
     this.finished = true;
-    this.sink?.dispose();
+    this.c.sink?.dispose();
+    this.u.sink?.dispose();
     const stats: RelayStats = {
       bytesUp: this.bytesUp,
       bytesDown: this.bytesDown,
@@ -384,7 +404,8 @@ class RelayImpl implements Relay {
     const client = this.c.stream;
     const upstream = this.u.stream;
     for (const s of [client, upstream]) stopReading(s);
-    this.sink?.release();
+    this.c.sink?.release();
+    this.u.sink?.release();
     client.removeListener('data', onClientData);
     upstream.removeListener('data', onUpstreamData);
     upstream.removeListener('drain', onUpstreamDrain);

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import {
+  adoptReads,
   readSinkOf,
   relaySocket,
   setBufferIdleMsForTests,
@@ -208,4 +209,33 @@ test('a relay idle for a while gives its buffer back, and takes one again when d
   assert.equal(stats.bytesDown, first.length + second.length);
   assert.equal(sink.own, null, 'dropped when the relay ended');
   setBufferIdleMsForTests(10_000);
+});
+
+test('an accepted client socket is adopted: uploads read into its own buffer, byte-exact', async () => {
+  const data = randomBytes(5 * 1024 * 1024 + 11);
+  let received: Promise<Buffer> | undefined;
+  const c = await chain((s) => {
+    received = readAll(s);
+    s.on('end', () => s.end());
+  });
+  const clientSide = (c.relay as unknown as { c: { stream: net.Socket } }).c.stream;
+  const sink = readSinkOf(clientSide) as unknown as { own: Buffer | null } | undefined;
+  assert.ok(sink, 'the accepted socket was adopted');
+  c.user.end(data);
+  c.user.resume();
+  const got = await (received as Promise<Buffer>);
+  assert.equal(sha(got), sha(data));
+  assert.equal((await c.closed).bytesUp, data.length);
+});
+
+test('adoption leaves alone a socket someone still reads', async () => {
+  const srv = await listen();
+  const accepted = once(srv, 'connection');
+  const user = net.connect({ port: portOf(srv), host: '127.0.0.1' });
+  const [s] = (await accepted) as [net.Socket];
+  s.on('data', () => {});
+  assert.equal(adoptReads(s), undefined);
+  assert.equal(readSinkOf(s), undefined);
+  user.destroy();
+  s.destroy();
 });
