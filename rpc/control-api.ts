@@ -20,6 +20,35 @@ export interface BackendInfo {
   dynamic: boolean;
   /** Absent for a dynamic backend whose address has not been set yet. */
   spec?: BackendSpec;
+  /** Ours only: upstream's ListBackends reply keeps its own fields. */
+  health?: BackendHealthInfo;
+}
+
+/** A backend's health as the back-off sees it (proxy/connect/backends.ts). */
+export interface BackendHealthInfo {
+  name: string;
+  /** False while the backend is skipped after a failure of its own. */
+  healthy: boolean;
+  consecutiveFailures: number;
+  lastError?: string;
+  lastFailureAt?: Date;
+  lastSuccessAt?: Date;
+  /** While backed off: when it is tried again. */
+  retryAt?: Date;
+}
+
+/** io.portail.Control's wire form of a BackendHealthInfo (snake_case, RFC 3339 times). */
+export function healthWire(h: BackendHealthInfo): Record<string, unknown> {
+  const t = (d?: Date) => (d ? d.toISOString() : null);
+  return {
+    name: h.name,
+    healthy: h.healthy,
+    consecutive_failures: h.consecutiveFailures,
+    last_error: h.lastError ?? null,
+    last_failure_at: t(h.lastFailureAt),
+    last_success_at: t(h.lastSuccessAt),
+    retry_at: t(h.retryAt),
+  };
 }
 
 export interface ListenerInfo {
@@ -56,6 +85,8 @@ export interface StatusInfo {
   activeConnections: number;
   defaultBackend: string | null;
   lastReload: ReloadOutcome | null;
+  /** Every configured backend's health, in configuration order. */
+  backends?: BackendHealthInfo[];
 }
 
 export interface ReloadResult {

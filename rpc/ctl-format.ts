@@ -60,6 +60,10 @@ export function formatStatus(s: Obj): string {
     const diag = String(r.diagnostics ?? '').trim();
     rows.push(['last reload', `${r.ok ? 'ok' : 'FAILED'} at ${r.at}${diag ? `\n${diag}` : ''}`]);
   }
+  for (const h of (s.backends as Obj[] | undefined) ?? []) {
+    const err = h.last_error ? `\n${h.last_error}` : '';
+    rows.push([`backend ${h.name}`, `${healthText(h)}${h.healthy ? '' : err}`]);
+  }
   return aligned(rows);
 }
 
@@ -73,22 +77,39 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-export function formatBackends(backends: Obj[]): string {
+/** `healthy`, or `UNHEALTHY (2 failures, retry at …)` from a wire BackendHealth. */
+export function healthText(h: Obj): string {
+  const n = Number(h.consecutive_failures ?? 0);
+  if (h.healthy)
+    return n ? `healthy (${n} failure${n > 1 ? 's' : ''} since last success)` : 'healthy';
+  return `UNHEALTHY (${n} failure${n === 1 ? '' : 's'}${h.retry_at ? `, retry at ${h.retry_at}` : ''})`;
+}
+
+/** `health`: io.portail.Control.Status `backends` (by name); a HEALTH column when given. */
+export function formatBackends(backends: Obj[], health?: Obj[]): string {
   if (backends.length === 0) return 'no backends configured';
+  const byName = new Map((health ?? []).map((h) => [String(h.name), h]));
+  const header = ['BACKEND', 'DEFAULT', 'DYNAMIC', 'TARGET', 'TLS'];
+  if (health) header.push('HEALTH');
   return table(
-    ['BACKEND', 'DEFAULT', 'DYNAMIC', 'TARGET', 'TLS'],
+    header,
     backends.map((b) => {
       const spec = b.spec as Obj | null;
       const tls = spec?.identity_aware
         ? `identity-aware${spec.tls_server_name ? ` (${spec.tls_server_name})` : ''}`
         : '-';
-      return [
+      const row = [
         String(b.id),
         b.current ? 'yes' : '-',
         b.dynamic ? 'yes' : '-',
         spec ? String(spec.target_address) : '(not set)',
         spec ? tls : '-',
       ];
+      if (health) {
+        const h = byName.get(String(b.id));
+        row.push(h ? healthText(h) : '-');
+      }
+      return row;
     }),
   );
 }

@@ -79,6 +79,7 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
         activeConnections: deps.activeConnections(),
         defaultBackend: state.defaultBackend,
         lastReload: last ? { ok: last.ok, at: last.at, diagnostics: last.diagnostics } : null,
+        backends: state.backends.health(),
       };
     },
 
@@ -89,6 +90,7 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
           id: b.name,
           current: b.name === state.defaultBackend,
           dynamic: b.dynamic,
+          health: state.backends.healthOf(b.name),
         };
         const runtime = dynamic.get(b.name);
         if (runtime) info.spec = runtime;
