@@ -8,6 +8,7 @@ import {
   type BackendSpec,
   type ControlBackend,
   type ExplainResult,
+  healthWire,
   ImmutableBackend,
   InvalidBackend,
   InvalidRequest,
@@ -180,6 +181,7 @@ export const HANDLERS: Record<string, Handler> = {
             diagnostics: s.lastReload.diagnostics,
           }
         : null,
+      backends: (s.backends ?? []).map(healthWire),
     };
   },
 

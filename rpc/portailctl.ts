@@ -147,7 +147,14 @@ async function cmdStatus(g: Globals): Promise<void> {
 
 async function cmdBackends(g: Globals): Promise<void> {
   const r = await call(g, 'fr.gouv.portail.Control.ListBackends');
-  print(g, r, formatBackends((r.backends as Obj[]) ?? []));
+  // Health (back-off state) comes from our Status; upstream's ListBackends stays as is.
+  const s = await call(g, 'io.portail.Control.Status');
+  const health = (s.backends as Obj[] | undefined) ?? [];
+  print(
+    g,
+    { ...r, health },
+    formatBackends((r.backends as Obj[]) ?? [], health.length ? health : undefined),
+  );
 }
 
 async function cmdSetDefault(g: Globals, id: string | null): Promise<void> {
