@@ -1,20 +1,21 @@
-// Reading a relay's upstream into one reused buffer (net.Socket `onread`) instead of a
-// fresh 64 KiB Buffer per read: no allocation, no GC, the same cache-hot memory every
-// time. Measured on one download direction: 0.49–0.53 CPU-s/GiB against 0.70 for
-// 'data' events (proxy/daemon/README.md).
+// Reading a relay's sockets into one reused buffer each (net.Socket `onread`) instead
+// of a fresh Buffer per read: no allocation, no GC, the same cache-hot memory every
+// time, and with 256 KiB fewer system calls (docs/performance.md has the figures).
 //
-// `onread` must be given when the socket is created, so connectors that want the fast
-// path create their sockets with relaySocket(). Until a relay takes it over, such a
+// `onread` is given when a socket is created: connectors that want the fast path
+// create their sockets with relaySocket(). An accepted client socket is adopted
+// afterwards (adoptReads(), the relay does it). Until a relay takes it over, such a
 // socket behaves like any other (it pushes a copy of each chunk into the stream:
 // 'data' events, pipe(), read() all work), so a socket that ends up elsewhere (plain
 // HTTP forwarding, an upstream proxy's handshake) still works.
 //
 // Memory: every socket starts on one shared buffer, which is only ever read
-// synchronously (copied out at once); a socket gets its own buffer on its first chunk
-// in relay mode, so an idle relay holds no buffer at all.
+// synchronously (copied out at once); a socket gets its own buffer on its first bulk
+// read in relay mode, gives it back when idle, so an idle relay holds no buffer.
 //
 // Reliance on Node internals (no public API switches a live socket's buffer): the
-// handle's `useUserBuffer()` (Node ≥ 12); without it, chunks are relayed as copies.
+// handle's `useUserBuffer()` (Node >= 12; without it, chunks are relayed as copies) and,
+// for adoption only, net.Socket's private onread fields (without them, 'data' events).
 import net from 'node:net';
 
 /**
