@@ -15,7 +15,6 @@ import type { HClause, HExpr } from './hir.js';
 import { normalizeHost } from './normalize.js';
 import type {
   AclContext,
-  AttrValue,
   ComparisonTrace,
   Decision,
   EvaluateOptions,

@@ -48,7 +48,10 @@ export type RejectReason =
 /** A failed outbound connection, classified for the wire answer. */
 export class ConnectError extends Error {
   constructor(
-    readonly reason: Exclude<RejectReason, 'denied' | 'unsupported-command' | 'unsupported-address' | 'bad-request' | 'overloaded'>,
+    readonly reason: Exclude<
+      RejectReason,
+      'denied' | 'unsupported-command' | 'unsupported-address' | 'bad-request' | 'overloaded'
+    >,
     message: string,
   ) {
     super(message);
