@@ -70,12 +70,13 @@ export async function loadTlsIdentity(
 
 /**
  * TLS over an already connected `stream` (or a TCP socket), verified against the
- * identity's trust anchors and `serverName`. Resolves once the handshake completed.
+ * identity's trust anchors and `serverName`, offering `alpn` when given. Resolves once
+ * the handshake completed.
  */
 export function tlsWrap(
   stream: Duplex,
   identity: TlsIdentity,
-  opts: { serverName: string; signal: AbortSignal; label: string },
+  opts: { serverName: string; signal: AbortSignal; label: string; alpn?: string[] },
 ): Promise<tls.TLSSocket> {
   const { serverName, signal, label } = opts;
   if (!identity.hasClientCertificate) {
@@ -95,7 +96,7 @@ export function tlsWrap(
       ...(net.isIP(serverName) ? {} : { servername: serverName }),
       rejectUnauthorized: true,
       checkServerIdentity: (_host, cert) => tls.checkServerIdentity(serverName, cert),
-      ALPNProtocols: undefined,
+      ALPNProtocols: opts.alpn,
     });
     let settled = false;
     const fail = (err: ConnectError) => {

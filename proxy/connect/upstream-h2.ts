@@ -9,12 +9,11 @@
 // connection; Node only returns window as the relay consumes data, so a client that
 // stops reading still stops the upstream (at most 8 MiB buffered per stream).
 import http2 from 'node:http2';
-import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { ConnectError, type Target } from '../types.js';
 import { abortError } from './abort.js';
-import type { TlsIdentity } from './tls-identity.js';
+import { type TlsIdentity, tlsWrap } from './tls-identity.js';
 import { authority, errorForStatus, safeAuthority } from './upstream-http.js';
 
 /** What we offer by ALPN to an identity-aware HTTP backend, preferred first. */
@@ -40,57 +39,7 @@ export function tlsWrapAlpn(
   identity: TlsIdentity,
   opts: { serverName: string; signal: AbortSignal; label: string },
 ): Promise<tls.TLSSocket> {
-  const { serverName, signal, label } = opts;
-  if (!identity.hasClientCertificate) {
-    stream.destroy();
-    return Promise.reject(
-      new ConnectError(
-        'internal',
-        `identity-aware backend ${label}: [escaper] has no client certificate (tls-certificate + tls-privkey, or pkcs11-uri)`,
-      ),
-    );
-  }
-  return new Promise((resolve, reject) => {
-    const sock = tls.connect({
-      ...identity.options,
-      socket: stream as net.Socket,
-      ...(net.isIP(serverName) ? {} : { servername: serverName }),
-      rejectUnauthorized: true,
-      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(serverName, cert),
-      ALPNProtocols: ALPN_OFFER,
-    });
-    let settled = false;
-    const fail = (err: ConnectError) => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-      sock.destroy();
-      stream.destroy();
-      reject(err);
-    };
-    const onAbort = () => fail(abortError(signal, `TLS to ${label}`));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    sock.once('secureConnect', () => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-      sock.off('error', onError);
-      sock.off('close', onClose);
-      resolve(sock);
-    });
-    const onError = (e: Error) =>
-      fail(
-        new ConnectError(
-          'internal',
-          `TLS to ${label} failed (trust: ${identity.trust}, name: ${serverName}): ${e.message}`,
-        ),
-      );
-    const onClose = () =>
-      fail(new ConnectError('internal', `TLS to ${label}: closed during the handshake`));
-    sock.on('error', onError);
-    sock.on('close', onClose);
-  });
+  return tlsWrap(stream, identity, { ...opts, alpn: ALPN_OFFER });
 }
 
 /** The backend reset our CONNECT stream without answering: about this destination only. */
