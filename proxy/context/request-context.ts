@@ -2,6 +2,8 @@
 // cost nothing; attributes that need I/O (DNS for dst.ip, the socket table for
 // client.uid/user/process.*) are fetched by prepare() only when a rule names them,
 // concurrently, and a failed lookup is simply a missing attribute.
+
+import { KNOWN_ATTRIBUTES } from '../../acl-lang/attributes.js';
 import type { AclContext, AttrType, AttrValue } from '../../acl-lang/types.js';
 import { canonicalIp } from '../connect/address-order.js';
 import type { Resolver } from '../connect/resolver.js';
@@ -41,30 +43,33 @@ export interface ContextServices {
   geo?: GeoLookup;
 }
 
-/** Attributes this provider computes, with their types (a subset of acl-lang's KNOWN_ATTRIBUTES). */
-export const PROVIDED_ATTRIBUTES: ReadonlyMap<string, AttrType> = new Map<string, AttrType>([
-  ['host', 'hostname'],
-  ['port', 'number'],
-  ['dst.ip', 'ip'],
-  ['proxy.protocol', 'string'],
-  ['proxy.cmd', 'string'],
-  ['method', 'string'],
-  ['scheme', 'string'],
-  ['path', 'string'],
-  ['query', 'string'],
-  ['client.ip', 'ip'],
-  ['client.port', 'number'],
-  ['client.auth', 'string'],
-  ['client.uid', 'number'],
-  ['client.user', 'string'],
-  ['client.process.exe', 'string'],
-  ['client.process.name', 'string'],
-  ['client.cert.subject.cn', 'string'],
-  ['client.cert.san', 'list'],
-  ['client.cert.fingerprint', 'string'],
-  ['time.hour', 'number'],
-  ['time.weekday', 'string'],
-]);
+/** Attributes this provider computes; their types are the language's (KNOWN_ATTRIBUTES). */
+const PROVIDED_NAMES = [
+  'host',
+  'port',
+  'dst.ip',
+  'proxy.protocol',
+  'proxy.cmd',
+  'method',
+  'scheme',
+  'path',
+  'query',
+  'client.ip',
+  'client.port',
+  'client.auth',
+  'client.uid',
+  'client.user',
+  'client.process.exe',
+  'client.process.name',
+  'client.cert.subject.cn',
+  'client.cert.san',
+  'client.cert.fingerprint',
+  'time.hour',
+  'time.weekday',
+];
+export const PROVIDED_ATTRIBUTES: ReadonlyMap<string, AttrType> = new Map(
+  PROVIDED_NAMES.map((n) => [n, KNOWN_ATTRIBUTES.get(n) as AttrType]),
+);
 
 const OWNER_ATTRS = ['client.uid', 'client.user', 'client.process.exe', 'client.process.name'];
 const PROCESS_ATTRS = ['client.process.exe', 'client.process.name'];
