@@ -476,22 +476,35 @@ export function checkAcl(
     return true;
   }
 
+  /** Records an attribute; a second one of the same kind is an error at its keyword. */
+  function firstOccurrence(
+    seen: Map<string, Loc>,
+    a: { kind: string; loc: Loc },
+    blockKind: 'policy' | 'route',
+    name: string,
+  ): boolean {
+    const first = seen.get(a.kind);
+    if (first) {
+      report(
+        'error',
+        a.loc,
+        `duplicate \`${a.kind}\` in ${blockKind} ${name} (first at line ${lineOf(first)})`,
+      );
+      return false;
+    }
+    seen.set(a.kind, a.loc);
+    return true;
+  }
+
   function checkPolicy(b: PolicyBlock): HPolicy | null {
     const seen = new Map<string, Loc>();
     const p: Partial<HPolicy> = { name: b.name };
     let ok = true;
     for (const a of b.attrs) {
-      const first = seen.get(a.kind);
-      if (first) {
-        report(
-          'error',
-          a.loc,
-          `duplicate \`${a.kind}\` in policy ${b.name} (first at line ${lineOf(first)})`,
-        );
+      if (!firstOccurrence(seen, a, 'policy', b.name)) {
         ok = false;
         continue;
       }
-      seen.set(a.kind, a.loc);
       if (a.kind === 'action') ok = checkAction(a.action, p) && ok;
       else {
         const c = clause(a.expr);
@@ -516,17 +529,10 @@ export function checkAcl(
     const r: Partial<HRoute> = { name: b.name };
     let ok = true;
     for (const a of b.attrs) {
-      const first = seen.get(a.kind);
-      if (first) {
-        report(
-          'error',
-          a.loc,
-          `duplicate \`${a.kind}\` in route ${b.name} (first at line ${lineOf(first)})`,
-        );
+      if (!firstOccurrence(seen, a, 'route', b.name)) {
         ok = false;
         continue;
       }
-      seen.set(a.kind, a.loc);
       if (a.kind === 'when') {
         const c = clause(a.expr);
         if (c) r.when = c;
