@@ -27,6 +27,12 @@ export interface ReceivedDatagram {
   truncated: boolean;
 }
 
+/** Owner of one TCP socket, from NETLINK_SOCK_DIAG (sockDiagOwner). */
+export interface SockDiagOwner {
+  uid: number;
+  inode: number;
+}
+
 /** The addon's functions; see systemd/native/README.md. Errors carry code/errno/syscall. */
 export interface Addon {
   sendDatagram(
@@ -43,6 +49,19 @@ export interface Addon {
   setCloexec(fd: number, on: boolean): void;
   bindDatagram(path: string): number;
   recvDatagram(fd: number, timeoutMs?: number): ReceivedDatagram | null;
+  /**
+   * The socket whose local end is peerIp:peerPort and remote end localIp:localPort, by
+   * exact 4-tuple (inet_diag). null = no such live socket; throws when the kernel could
+   * not be asked. `reuse` (default true) keeps one netlink socket open across calls.
+   */
+  sockDiagOwner(
+    peerIp: string,
+    peerPort: number,
+    localIp: string,
+    localPort: number,
+    timeoutMs?: number,
+    reuse?: boolean,
+  ): SockDiagOwner | null;
 }
 
 const FILE = 'portail_systemd.node';

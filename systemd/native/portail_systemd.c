@@ -1,6 +1,7 @@
 // portail's systemd addon: the few socket calls Node lacks (sendmsg with SCM_RIGHTS on
 // unix datagram sockets, SO_PEERCRED, socket introspection, FD_CLOEXEC, sealed memfds),
-// plus two receive helpers used by the tests. Plain node_api.h, libc only, Linux only.
+// plus two receive helpers used by the tests, and the owner of a TCP socket by its
+// 4-tuple through NETLINK_SOCK_DIAG (sock_diag.c). Plain node_api.h, libc only, Linux only.
 // Every failing system call throws an Error carrying code ("ENOENT"), errno (negative,
 // as Node's own errors) and syscall, so callers can branch like on fs/net errors.
 #define _GNU_SOURCE
@@ -18,6 +19,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "addon.h"
 
 // The kernel refuses more than SCM_MAX_FD (253) descriptors in one message.
 #define MAX_FDS 253
@@ -49,7 +52,7 @@ static const char *errno_name(int err) {
   }
 }
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+napi_value throw_errno(napi_env env, int err, const char *syscall) {
   char text[256];
   snprintf(text, sizeof text, "%s %s: %s", syscall, errno_name(err), strerror(err));
   napi_value msg, error, code, num, sys;
@@ -65,14 +68,14 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   return NULL;
 }
 
-static napi_value throw_type(napi_env env, const char *text) {
+napi_value throw_type(napi_env env, const char *text) {
   napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", text);
   return NULL;
 }
 
 // ---- argument helpers (each returns 0 on success, else has thrown) ----
 
-static int get_int(napi_env env, napi_value v, const char *what, int64_t *out) {
+int get_int(napi_env env, napi_value v, const char *what, int64_t *out) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
     char text[128];
@@ -605,7 +608,15 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"setCloexec", NULL, SetCloexec, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bindDatagram", NULL, BindDatagram, NULL, NULL, NULL, napi_enumerable, NULL},
       {"recvDatagram", NULL, RecvDatagram, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sockDiagOwner", NULL, SockDiagOwner, NULL, NULL, NULL, napi_enumerable, NULL},
   };
+  // sockDiagOwner keeps one netlink socket per environment (main thread, each worker).
+  void *state = sock_diag_state_new();
+  if (!state || napi_set_instance_data(env, state, sock_diag_state_free, NULL) != napi_ok) {
+    sock_diag_state_free(env, state, NULL);
+    napi_throw_error(env, "ENOMEM", "portail_systemd: cannot allocate sock_diag state");
+    return NULL;
+  }
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return NULL;
   return exports;
