@@ -7,6 +7,7 @@ import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Diagnostic } from '../../acl-lang/types.js';
+import { engineRestartReason } from '../connect/pkcs11-engine.js';
 import { formatKeyPath, makeDiagnostic, sortDiagnostics } from './errors.js';
 import { configSource } from './load.js';
 import { findSpan, type KeyPath } from './locate.js';
@@ -248,6 +249,13 @@ export async function checkConfigFiles(
     ),
     plainFile(['escaper', 'pkcs11-module'], escaper.pkcs11Module, report),
   ];
+  // A reload cannot move the running pkcs11 engine to another module: refuse it rather
+  // than keep signing with the old module's key (never true at start or in `check`).
+  const restart = engineRestartReason(escaper);
+  if (restart) {
+    const at = escaper.pkcs11Module !== undefined ? 'pkcs11-module' : 'pkcs11-uri';
+    report(['escaper', at], `cannot change without a restart: ${restart}`);
+  }
   if (config.geoip.database) {
     const at = ['geoip', 'database'];
     const path = config.geoip.database;

@@ -10,19 +10,19 @@ import tls from 'node:tls';
 import pkcs11js from 'pkcs11js';
 import type { EscaperConfig } from '../config/types.js';
 import { ConnectError } from '../types.js';
+import {
+  DEFAULT_PKCS11_MODULE,
+  ENGINE_CANDIDATES,
+  engineBound,
+  findEngineFile,
+  prepareEngine,
+} from './pkcs11-engine.js';
 import { encodeAttr, type Pkcs11Uri, parsePkcs11Uri, redactPkcs11Uri } from './pkcs11-uri.js';
 
-export const DEFAULT_PKCS11_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+export { DEFAULT_PKCS11_MODULE };
 
 /** Debian's bundle of the system's trust anchors (ca-certificates). */
 const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
-
-/** Where distributions install libp11's engine (Debian multiarch first). */
-const ENGINE_CANDIDATES = [
-  `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/engines-3/pkcs11.so`,
-  '/usr/lib64/engines-3/pkcs11.so',
-  '/usr/lib/engines-3/pkcs11.so',
-];
 
 // PKCS#11 return values we explain (pkcs11js reports them as Pkcs11Error.code).
 const CKR_PIN_INCORRECT = 0xa0;
@@ -41,7 +41,7 @@ function codeOf(e: unknown): number | undefined {
 }
 
 function engineFile(): string {
-  const found = ENGINE_CANDIDATES.find((p) => existsSync(p));
+  const found = findEngineFile();
   if (!found)
     throw fail(
       'OpenSSL pkcs11 engine not found (apt-get install libengine-pkcs11-openssl): looked for ' +
@@ -169,23 +169,31 @@ function keyMatches(
 export interface Pkcs11Identity {
   /** PEM certificate. */
   cert: string;
+  /** The engine's id (see pkcs11-engine.ts). */
   privateKeyEngine: string;
   /** URI for the engine (contains the PIN: never log it). */
   privateKeyIdentifier: string;
   /** Trust anchors: [escaper] cacert-file, else the system bundle. */
   ca?: string;
   /**
-   * The context built from the fields above, made once per process and shared: libp11's
-   * engine (0.4.12) cannot be loaded a second time in a process ("engine routines::init
-   * failed"), so tls.connect must use this context rather than build its own.
+   * The context built from the fields above, made once per identity and shared: each
+   * context costs a token login and key lookup, and tls.connect must not build its own.
    */
   secureContext: tls.SecureContext;
 }
 
-/** Contexts already made with the engine, by identity (see Pkcs11Identity.secureContext). */
+/**
+ * Contexts already made with the engine, by identity. They are never dropped: besides
+ * saving a login per reload, a live context keeps the engine initialised (libp11 would
+ * otherwise finalise the module and log out when the last one goes).
+ */
 const contexts = new Map<string, tls.SecureContext>();
 
-function engineContext(options: tls.SecureContextOptions, keyName: string): tls.SecureContext {
+function engineContext(
+  options: tls.SecureContextOptions,
+  keyName: string,
+  module: string,
+): tls.SecureContext {
   const key = JSON.stringify([
     options.privateKeyEngine,
     options.privateKeyIdentifier,
@@ -197,14 +205,12 @@ function engineContext(options: tls.SecureContextOptions, keyName: string): tls.
   try {
     ctx = tls.createSecureContext(options);
   } catch (e) {
-    const again =
-      contexts.size > 0
-        ? ' (the pkcs11 engine loads once per process: restart portail after changing the PKCS#11 identity)'
-        : '';
-    throw fail(
-      `the OpenSSL pkcs11 engine cannot use private key ${keyName}: ${(e as Error).message}${again}`,
-    );
+    const msg = (e as Error).message;
+    // Once OpenSSL created the engine, its module is fixed, success or not.
+    if (!/DSO support routines/.test(msg)) engineBound(module);
+    throw fail(`the OpenSSL pkcs11 engine cannot use private key ${keyName}: ${msg}`);
   }
+  engineBound(module);
   contexts.set(key, ctx);
   return ctx;
 }
@@ -266,7 +272,7 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
     ownInit = false;
   }
   let session: Buffer | undefined;
-  let found: { options: tls.SecureContextOptions; keyName: string } | undefined;
+  let found: { options: tls.SecureContextOptions; keyName: string; module: string } | undefined;
   try {
     const token = findToken(p11, uri, module);
     session = p11.C_OpenSession(token.slot, pkcs11js.CKF_SERIAL_SESSION);
@@ -354,9 +360,14 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
         );
     }
 
-    // The engine finds the module through this variable (libp11 reads it when it
-    // starts); one PKCS#11 module per portail process.
-    process.env.PKCS11_MODULE_PATH = module;
+    // The engine finds the module through PKCS11_MODULE_PATH (read once, when OpenSSL
+    // creates it): one PKCS#11 module per portail process, any of its keys.
+    let engineId: string;
+    try {
+      engineId = prepareEngine(engine, module);
+    } catch (e) {
+      throw fail((e as Error).message);
+    }
     const parts = [`token=${encodeAttr(token.label)}`];
     if (token.serial) parts.push(`serial=${encodeAttr(token.serial)}`);
     if (keyLabel) parts.push(`object=${encodeAttr(keyLabel)}`);
@@ -365,11 +376,11 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
     if (pin !== undefined) parts.push(`pin-value=${encodeAttr(pin)}`);
     const options: tls.SecureContextOptions = {
       cert: cert.toString(),
-      privateKeyEngine: engine,
+      privateKeyEngine: engineId,
       privateKeyIdentifier: `pkcs11:${parts.join(';')}`,
     };
     if (ca !== undefined) options.ca = ca;
-    found = { options, keyName: `${keyName} on token "${token.label}"` };
+    found = { options, keyName: `${keyName} on token "${token.label}"`, module };
   } finally {
     if (session !== undefined) {
       try {
@@ -389,7 +400,7 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
   // Only now: the engine must not find the module still initialized by us.
   const identity: Pkcs11Identity = {
     ...(found.options as Omit<Pkcs11Identity, 'secureContext'>),
-    secureContext: engineContext(found.options, found.keyName),
+    secureContext: engineContext(found.options, found.keyName, found.module),
   };
   return identity;
 }

@@ -3,7 +3,7 @@
 // certificate on every connection, before and after a reload.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -13,7 +13,6 @@ import {
   type Owner,
   requireFile,
   requireTool,
-  sleep,
   tmpDir,
 } from '../../harness/index.js';
 import { origin, via } from '../chain/helpers.js';
@@ -54,7 +53,7 @@ async function tlsConnectProxy(t: Owner, key: string, cert: string, clientCa: st
   return { port: (srv.address() as net.AddressInfo).port, clients };
 }
 
-test('identity-aware backend with the key on a SoftHSM2 token, across a reload', async (t) => {
+test('identity-aware backend with the key on a SoftHSM2 token: quiet stderr, reloads to another key, a module change is refused', async (t) => {
   if (!requireTool(t, 'softhsm2-util') || !requireTool(t, 'pkcs11-tool') || !requireTool(t, 'curl'))
     return;
   if (!requireFile(t, SOFTHSM_MODULE, 'softhsm2')) return;
@@ -65,36 +64,76 @@ test('identity-aware backend with the key on a SoftHSM2 token, across a reload',
   mkdirSync(join(dir, 'ca'));
   const ca = await makeTestCa({ dir: join(dir, 'ca') });
   const device = await makeKey(dir, 'device', 'laptop-42');
+  const second = await makeKey(dir, 'second', 'laptop-43', 'rsa');
   await initToken(hsm, 'dev', '1234');
   await importObject(hsm, 'dev', '1234', device.keyDer, 'privkey', '01', 'devkey');
   await importObject(hsm, 'dev', '1234', device.certDer, 'cert', '01', 'devkey');
+  // Another token of the same module, with its own PIN.
+  await initToken(hsm, 'spare', '4321');
+  await importObject(hsm, 'spare', '4321', second.keyDer, 'privkey', '07', 'sparekey');
+  await importObject(hsm, 'spare', '4321', second.certDer, 'cert', '07', 'sparekey');
+  // The same library under another path: another module for the engine.
+  const copy = join(dir, 'libsofthsm2-copy.so');
+  writeFileSync(copy, readFileSync(SOFTHSM_MODULE));
 
   const target = await origin(t);
   const gw = await tlsConnectProxy(
     t,
     ca.pem.serverKey,
     ca.pem.serverCert,
-    readFileSync(device.cert, 'utf8'),
+    readFileSync(device.cert, 'utf8') + readFileSync(second.cert, 'utf8'),
   );
+  const config = (uri: string, module: string) =>
+    'fallback-to-direct = false\n' +
+    `[escaper]\ncacert-file = "${ca.caCert}"\npkcs11-uri = "${uri}"\n` +
+    `pkcs11-module = "${module}"\n` +
+    `[backends.gw]\ntype = "http"\ntarget-address = "127.0.0.1:${gw.port}"\nidentity-aware = true\ntls-server-name = "localhost"\n`;
   const p = await startPortail(t, {
     env: { SOFTHSM2_CONF: hsm.conf },
     acl: `route gw { when port == ${target.port} use ["gw"] }\npolicy all { action allow }\n`,
-    config:
-      'fallback-to-direct = false\n' +
-      `[escaper]\ncacert-file = "${ca.caCert}"\npkcs11-uri = "pkcs11:token=dev;object=devkey?pin-value=1234"\n` +
-      `pkcs11-module = "${SOFTHSM_MODULE}"\n` +
-      `[backends.gw]\ntype = "http"\ntarget-address = "127.0.0.1:${gw.port}"\nidentity-aware = true\ntls-server-name = "localhost"\n`,
+    config: config('pkcs11:token=dev;object=devkey?pin-value=1234', SOFTHSM_MODULE),
   });
+  // Everything the daemon writes on stderr from now on (the engine loads below).
+  let stderr = '';
+  p.proc.child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const rewrite = (uri: string, module: string) =>
+    writeFileSync(
+      p.configPath,
+      `filter-acl-rules-path = "filter.acl"\n${config(uri, module)}\n[log]\naudit = "file:${p.auditPath}"\n`,
+    );
 
   for (const kind of ['socks5', 'http-connect', 'socks5'] as const) {
     const r = await via(kind, p.port, target.port);
     assert.equal(r.code, 0, `${kind}: ${r.stderr}\n${p.proc.output()}`);
     assert.equal(r.stdout, 'from 127.0.0.1');
   }
+  assert.deepEqual(gw.clients, ['laptop-42', 'laptop-42', 'laptop-42']);
+
+  // Another token of the same module: new connections present its key at once.
+  rewrite('pkcs11:token=spare;object=sparekey?pin-value=4321', SOFTHSM_MODULE);
   p.signal('SIGHUP');
-  await sleep(500);
-  const r = await via('socks5', p.port, target.port);
-  assert.equal(r.code, 0, `after reload: ${r.stderr}\n${p.proc.output()}`);
-  assert.deepEqual(gw.clients, ['laptop-42', 'laptop-42', 'laptop-42', 'laptop-42']);
+  await p.waitRecord((r) => r.event === 'reload' && r.result === 'ok');
+  const r2 = await via('socks5', p.port, target.port);
+  assert.equal(r2.code, 0, `after reload: ${r2.stderr}\n${p.proc.output()}`);
+  assert.deepEqual(gw.clients.slice(3), ['laptop-43']);
+
+  // Only the daemon's own log lines: libp11 and OpenSSL print nothing (no "bad engine id").
+  const foreign = stderr.split('\n').filter((l) => l !== '' && !l.startsWith('portail: '));
+  assert.deepEqual(foreign, [], `stderr:\n${stderr}`);
+
+  // Another module cannot be loaded by the running engine: the reload is refused, the
+  // previous identity stays in force.
+  rewrite('pkcs11:token=dev;object=devkey?pin-value=1234', copy);
+  p.signal('SIGHUP');
+  const refused = await p.waitRecord((r) => r.event === 'reload' && r.result === 'failed');
+  assert.match(String(refused.diagnostics), /pkcs11-module.*needs a restart of portail/s);
+  assert.match(String(refused.reason), /previous rules kept/);
+  const r3 = await via('http-connect', p.port, target.port);
+  assert.equal(r3.code, 0, `after the refused reload: ${r3.stderr}\n${p.proc.output()}`);
+  assert.deepEqual(gw.clients.slice(4), ['laptop-43']);
+
   assert.ok(!p.proc.output().includes('pin-value=1234'), 'the PIN is never logged');
+  assert.doesNotMatch(stderr, /bad engine id|engine::|PKCS11_/, `stderr:\n${stderr}`);
 });

@@ -239,7 +239,7 @@ describe('PKCS#11 client identity (SoftHSM2)', { skip }, () => {
     viaTlsIdentity = false,
   ) {
     const child = join(dirname(fileURLToPath(import.meta.url)), 'handshake-child.js');
-    const { stdout } = await run(
+    const { stdout, stderr } = await run(
       process.execPath,
       [child, JSON.stringify({ escapers, port, connections, viaTlsIdentity })],
       {
@@ -247,12 +247,15 @@ describe('PKCS#11 client identity (SoftHSM2)', { skip }, () => {
         timeout: 20_000,
       },
     );
-    return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+    const out = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
       certs: string[];
+      stderr: string;
       answers: string[];
       error?: string;
       sameContext?: boolean;
     };
+    out.stderr = stderr;
+    return out;
   }
 
   test('mutual TLS with the EC token key: the server sees the token certificate', async () => {
@@ -344,19 +347,47 @@ describe('PKCS#11 client identity (SoftHSM2)', { skip }, () => {
     }
   });
 
-  test('unhappy: a second PKCS#11 identity in the same process is a clear error', async () => {
-    const srv = await mtlsServer(ca, readFileSync(ec.cert, 'utf8'));
+  test('a second PKCS#11 identity of the same module in one process: both keys sign', async () => {
+    const srv = await mtlsServer(ca, `${readFileSync(ec.cert, 'utf8')}${readFileSync(rsa.cert, 'utf8')}`);
     try {
       const r = await inChild(
         [
           esc('pkcs11:token=dev;object=devkey?pin-value=1234', { cacertFile: ca.caCert }),
           esc('pkcs11:token=dev;object=rsakey?pin-value=1234', { cacertFile: ca.caCert }),
+          esc('pkcs11:token=dev;object=devkey?pin-value=1234', { cacertFile: ca.caCert }),
+        ],
+        srv.port,
+        1,
+      );
+      assert.equal(r.error, undefined);
+      assert.deepEqual(r.answers, ['welcome', 'welcome', 'welcome']);
+      assert.deepEqual(srv.seen, ['device-ec', 'device-rsa', 'device-ec']);
+      // The engine loads quietly (no "bad engine id" from a load by path).
+      assert.equal(r.stderr, '');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('unhappy: another module once the engine is bound is a clear error (restart)', async () => {
+    // A copy of SoftHSM under another path is another module for the loader (same tokens).
+    const copy = join(dir, 'libsofthsm2-copy.so');
+    writeFileSync(copy, readFileSync(SOFTHSM_MODULE));
+    const srv = await mtlsServer(ca, readFileSync(ec.cert, 'utf8'));
+    try {
+      const r = await inChild(
+        [
+          esc('pkcs11:token=dev;object=devkey?pin-value=1234', { cacertFile: ca.caCert }),
+          esc('pkcs11:token=dev;object=devkey?pin-value=1234', {
+            cacertFile: ca.caCert,
+            pkcs11Module: copy,
+          }),
         ],
         srv.port,
         1,
       );
       assert.deepEqual(r.answers, ['welcome']);
-      assert.match(r.error ?? '', /loads once per process: restart portail/);
+      assert.match(r.error ?? '', /bound to module .*libsofthsm2\.so .*restart portail/);
       assert.ok(!(r.error ?? '').includes('pin-value=1234'), 'the PIN is not shown');
     } finally {
       await srv.close();
