@@ -274,7 +274,7 @@ export function startUdpAssociation(
 
   function send(dest: Destination, data: Buffer) {
     if (state !== 'open') return;
-    const { host, port } = dest.target;
+    const { host } = dest.target;
     if (dest.checked !== undefined) return sendToOneOf(dest, dest.checked, data);
     if (isIP(host) !== 0) return sendToOneOf(dest, [host], data);
     const now = Date.now();
