@@ -68,6 +68,8 @@ export function startUdpAssociation(
   const localIp = socketIp(control.localAddress ?? '');
   const sourceIp = allowedSource(requestedHost, ctx.client.ip);
   let clientPort = requestedPort;
+  /** rinfo.address as the kernel spells sourceIp (IPv4-mapped on a dual-stack socket…). */
+  let sourceSpelling: string | undefined;
   const destinations = new Map<string, Destination>();
   /** "ip|port" we sent to: the only sources whose datagrams go back to the client. */
   const peers = new Set<string>();
@@ -197,7 +199,12 @@ export function startUdpAssociation(
   }
 
   function onClientDatagram(msg: Buffer, rinfo: dgram.RemoteInfo) {
-    if (state !== 'open' || socketIp(rinfo.address) !== sourceIp) return;
+    if (state !== 'open') return;
+    // The kernel spells the client's address the same way each time: canonicalise once.
+    if (rinfo.address !== sourceSpelling) {
+      if (socketIp(rinfo.address) !== sourceIp) return;
+      sourceSpelling = rinfo.address;
+    }
     if (clientPort !== 0 && rinfo.port !== clientPort) return;
     // RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA; fragments are not supported: dropped.
     if (msg.length < 5 || msg[0] !== 0 || msg[1] !== 0 || msg[2] !== 0) return;
