@@ -1,92 +1,158 @@
-// Cost of one socket-table lookup (SPEC 5.5: client.uid / client.process.*), with a
-// few hundred open loopback connections whose client ends live in a child process.
-//   node dist/test/bench/socket-table.js [connections=300] [lookups=200]
-import { spawn } from 'node:child_process';
+// Cost of one socket-table lookup (SPEC 5.5: client.uid / client.process.*), netlink
+// (NETLINK_SOCK_DIAG by exact 4-tuple) against /proc/net/tcp, with N open loopback
+// connections whose client ends live in a child process (a browser, say).
+//   node dist/test/bench/socket-table.js [--connections=100,10000] [--lookups=200]
+//   node scripts/bench.mjs socket-table [--connections=…]
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { createSocketTable, type PeerAddress } from '../../proxy/context/socket-table.js';
+import {
+  createSocketTable,
+  type PeerAddress,
+  type SocketTable,
+} from '../../proxy/context/socket-table.js';
+import { addon } from '../../systemd/addon.js';
 
-const connections = Number(process.argv[2] ?? 300);
-const lookups = Number(process.argv[3] ?? 200);
+const flag = (name: string, fallback: string) =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
+const sizes = flag('connections', '100,10000').split(',').map(Number);
+const lookups = Number(flag('lookups', '200'));
 
-const accepted: net.Socket[] = [];
-const server = net.createServer((s) => {
-  s.on('error', () => {});
-  accepted.push(s);
-});
-await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-const { port } = server.address() as net.AddressInfo;
+/** N connections from a child process to a fresh listener; the server ends as peers. */
+async function openConnections(n: number) {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    accepted.push(s);
+  });
+  await new Promise<void>((r) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, r));
+  const { port } = server.address() as net.AddressInfo;
+  // Connects in batches: thousands of simultaneous SYNs overflow the accept queue.
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const net=require('net');let n=0,open=0;const keep=[];
+function more(){while(open<256&&n<${n}){n++;open++;const c=net.connect(${port},'127.0.0.1');keep.push(c);c.on('error',()=>{});c.on('connect',()=>{open--;if(n===${n}&&open===0)console.log('ready');else more()})}}
+more();setInterval(()=>{},1e6)`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((r) => child.stdout?.once('data', () => r()));
+  while (accepted.length < n) await new Promise((r) => setTimeout(r, 10));
+  const peers: PeerAddress[] = accepted.map((s) => ({
+    ip: s.remoteAddress as string,
+    port: s.remotePort as number,
+    localIp: s.localAddress as string,
+    localPort: s.localPort as number,
+  }));
+  const close = () => {
+    child.kill('SIGKILL');
+    for (const s of accepted) s.destroy();
+    server.close();
+  };
+  return { peers, child, close };
+}
 
-// The clients: one child process holding every connection open (a browser, say).
-const child = spawn(
-  process.execPath,
-  [
-    '-e',
-    `const net=require('net');let n=0;for(let i=0;i<${connections};i++){const c=net.connect(${port},'127.0.0.1');c.on('error',()=>{});c.on('connect',()=>{if(++n===${connections})console.log('ready')})}setInterval(()=>{},1e6)`,
-  ],
-  { stdio: ['ignore', 'pipe', 'inherit'] },
-);
-await new Promise<void>((r) => child.stdout?.once('data', () => r()));
-while (accepted.length < connections) await new Promise((r) => setTimeout(r, 10));
+const fmt = (ms: number) => (ms * 1000).toFixed(1).padStart(9);
 
-const peers: PeerAddress[] = accepted.map((s) => ({
-  ip: s.remoteAddress as string,
-  port: s.remotePort as number,
-  localIp: s.localAddress as string,
-  localPort: s.localPort as number,
-}));
-
-async function measure(name: string, once: (peer: PeerAddress) => Promise<boolean>) {
+/** Sequential lookups, one at a time: p50/p99/max in µs. */
+async function measure(
+  name: string,
+  peers: PeerAddress[],
+  count: number,
+  once: (peer: PeerAddress) => Promise<boolean>,
+) {
   const times: number[] = [];
   let misses = 0;
-  for (let i = 0; i < lookups; i++) {
+  for (let i = 0; i < count; i++) {
     const peer = peers[(i * 7919) % peers.length];
     const t0 = performance.now();
     if (!(await once(peer))) misses++;
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
-  const q = (p: number) =>
-    times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))].toFixed(3);
+  const q = (p: number) => times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))];
+  const mean = times.reduce((a, b) => a + b, 0) / times.length;
   console.log(
-    `${name.padEnd(34)} p50 ${q(50).padStart(8)} ms   p99 ${q(99).padStart(8)} ms   max ${times[times.length - 1].toFixed(3).padStart(8)} ms${misses ? `   (${misses} misses!)` : ''}`,
+    `  ${name.padEnd(36)} p50 ${fmt(q(50))} µs  p99 ${fmt(q(99))} µs  max ${fmt(times[times.length - 1])} µs  ${Math.round(
+      1000 / mean,
+    )
+      .toLocaleString('en')
+      .padStart(9)} lookups/s${misses ? `  (${misses} misses!)` : ''}`,
   );
 }
 
-const warm = createSocketTable();
-const processes = (await import('node:fs'))
-  .readdirSync('/proc')
-  .filter((n) => /^\d+$/.test(n)).length;
-console.log(
-  `socket table: ${connections} loopback connections (${connections * 2} sockets), ${processes} processes, ${lookups} lookups each`,
-);
-await measure('uid (owner)', async (p) => (await warm.owner(p)) !== undefined);
-await measure('uid + user name', async (p) => {
-  const o = await warm.owner(p);
-  return o !== undefined && (await warm.userName(o.uid)) !== undefined;
-});
-await measure('uid + process, cold (full scan)', async (p) => {
-  const t = createSocketTable(); // no memory of recent pids: worst realistic case
-  const o = await t.owner(p);
-  return o !== undefined && (await t.process(o.inode, o.uid))?.pid === child.pid;
-});
-await measure('uid + process, warm (same client)', async (p) => {
-  const o = await warm.owner(p);
-  return o !== undefined && (await warm.process(o.inode, o.uid))?.pid === child.pid;
-});
-
-{
-  // A burst (a browser opening many connections at once): lookups share table passes.
-  const burst = 50;
+/** Tight loop of synchronous addon calls: the raw netlink cost. */
+function rawNetlink(name: string, peers: PeerAddress[], count: number, reuse: boolean) {
+  const a = addon();
+  let misses = 0;
   const t0 = performance.now();
-  const found = await Promise.all(peers.slice(0, burst).map((p) => warm.owner(p)));
+  for (let i = 0; i < count; i++) {
+    const p = peers[(i * 7919) % peers.length];
+    if (!a.sockDiagOwner(p.ip, p.port, p.localIp, p.localPort, 100, reuse)) misses++;
+  }
+  const each = (performance.now() - t0) / count;
+  console.log(
+    `  ${name.padEnd(36)} mean ${fmt(each)} µs  ${Math.round(1000 / each)
+      .toLocaleString('en')
+      .padStart(9)} lookups/s${misses ? `  (${misses} misses!)` : ''}`,
+  );
+}
+
+async function burst(name: string, table: SocketTable, peers: PeerAddress[], n: number) {
+  const t0 = performance.now();
+  const found = await Promise.all(peers.slice(0, n).map((p) => table.owner(p)));
   const took = performance.now() - t0;
   const misses = found.filter((o) => o === undefined).length;
   console.log(
-    `${`uid, burst of ${burst} concurrent`.padEnd(34)} total ${took.toFixed(3).padStart(6)} ms = ${(took / burst).toFixed(3)} ms per lookup${misses ? `   (${misses} misses!)` : ''}`,
+    `  ${name.padEnd(36)} total ${took.toFixed(3).padStart(8)} ms = ${fmt(took / n)} µs per lookup${misses ? `  (${misses} misses!)` : ''}`,
   );
 }
 
-child.kill('SIGKILL');
-for (const s of accepted) s.destroy();
-server.close();
+const processes = readdirSync('/proc').filter((n) => /^\d+$/.test(n)).length;
+console.log(
+  `socket table lookups, Node ${process.version}, ${processes} processes; ${lookups} sequential lookups per row`,
+);
+for (const n of sizes) {
+  const { peers, child, close } = await openConnections(n);
+  try {
+    console.log(
+      `\n${n.toLocaleString('en')} loopback connections (${(2 * n).toLocaleString('en')} sockets):`,
+    );
+    const netlink = createSocketTable();
+    const proc = createSocketTable({ sockDiag: false });
+    rawNetlink('netlink, addon call (socket reused)', peers, 100_000, true);
+    rawNetlink('netlink, addon call (socket per call)', peers, 20_000, false);
+    await measure(
+      'uid via netlink (owner())',
+      peers,
+      lookups * 10,
+      async (p) => (await netlink.owner(p)) !== undefined,
+    );
+    await measure(
+      'uid via /proc/net/tcp (owner())',
+      peers,
+      lookups,
+      async (p) => (await proc.owner(p)) !== undefined,
+    );
+    await burst('uid via netlink, burst of 50', netlink, peers, 50);
+    await burst('uid via /proc, burst of 50 (shared)', proc, peers, 50);
+    await measure('uid + user name (netlink)', peers, lookups, async (p) => {
+      const o = await netlink.owner(p);
+      return o !== undefined && (await netlink.userName(o.uid)) !== undefined;
+    });
+    await measure('uid + process, cold (full scan)', peers, Math.min(lookups, 50), async (p) => {
+      const t = createSocketTable(); // no memory of recent pids: worst realistic case
+      const o = await t.owner(p);
+      return o !== undefined && (await t.process(o.inode, o.uid))?.pid === child.pid;
+    });
+    await measure('uid + process, warm (same client)', peers, Math.min(lookups, 50), async (p) => {
+      const o = await netlink.owner(p);
+      return o !== undefined && (await netlink.process(o.inode, o.uid))?.pid === child.pid;
+    });
+  } finally {
+    close();
+  }
+}
