@@ -93,20 +93,28 @@ export interface HostKeys {
   keys: KnownHostKey[];
   /** Revoked keys, whatever host they name. */
   revoked: KnownHostKey[];
+  /**
+   * `@cert-authority` lines naming the host. Host certificates are not supported (ssh2
+   * cannot verify them): these never make a key pass, they only explain a refusal.
+   */
+  certAuthorities: number;
 }
 
 /** The keys known_hosts lists for `name`. */
 export function keysFor(entries: readonly KnownHostsEntry[], name: string): HostKeys {
   const keys: KnownHostKey[] = [];
   const revoked: KnownHostKey[] = [];
+  let certAuthorities = 0;
   for (const e of entries) {
     if (e.marker === 'revoked') {
       // OpenSSH refuses a revoked key for any host the line's pattern covers; a
       // revoked key is refused everywhere here, which is never less safe.
       revoked.push(e);
-    } else if (!e.marker && hostMatches(e.hosts, name)) keys.push(e);
+    } else if (e.marker === 'cert-authority') {
+      if (hostMatches(e.hosts, name)) certAuthorities++;
+    } else if (hostMatches(e.hosts, name)) keys.push(e);
   }
-  return { keys, revoked };
+  return { keys, revoked, certAuthorities };
 }
 
 export type HostKeyVerdict =

@@ -3,6 +3,7 @@
 // keepalives, and opened again on the next request after it drops. The server's host
 // key must be listed in the backend's known_hosts: never trust on first use.
 import { readFile } from 'node:fs/promises';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ServerHostKeyAlgorithm } from 'ssh2';
 import type { BackendConfig } from '../config/types.js';
@@ -18,8 +19,18 @@ import {
   verifyHostKey,
 } from './ssh-known-hosts.js';
 
+/**
+ * Opens the TCP connection to the bastion (resolving its name with `[dns] resolvers`
+ * when set, like a direct exit). Without it, ssh2 connects with the system resolver.
+ */
+export type SshDial = (
+  addr: { host: string; port: number },
+  signal: AbortSignal,
+) => Promise<net.Socket>;
+
 export interface SshConnector {
-  connect(target: Target, signal: AbortSignal): Promise<Duplex>;
+  /** `dial` is used when this request has to open the SSH connection. */
+  connect(target: Target, signal: AbortSignal, dial?: SshDial): Promise<Duplex>;
   close(): void;
 }
 
@@ -111,7 +122,7 @@ export function createSshConnector(
     }
   }
 
-  async function establish(): Promise<Client> {
+  async function establish(dial?: SshDial): Promise<Client> {
     const addr = backend.targetAddress;
     if (!addr)
       throw new ConnectError('internal', `SSH backend ${backend.name} has no target address yet`);
@@ -131,6 +142,12 @@ export function createSshConnector(
       );
     }
     const known = keysFor(parseKnownHosts(khText), name);
+    if (known.keys.length === 0 && known.certAuthorities > 0) {
+      throw new ConnectError(
+        'refused',
+        `known_hosts ${khFile} lists only @cert-authority keys for ${name}: SSH host certificates are not supported by portail; add the host's own key (ssh-keyscan, checked out of band)`,
+      );
+    }
     if (known.keys.length === 0) {
       throw new ConnectError(
         'refused',
@@ -176,6 +193,37 @@ export function createSshConnector(
           `SSH backend ${backend.name}: agent = true but SSH_AUTH_SOCK is not set`,
         );
     }
+
+    // The TCP connection first, through our resolver: connect-timeout covers it, the
+    // handshake and authentication together.
+    const started = Date.now();
+    let sock: net.Socket | undefined;
+    if (dial) {
+      const ac = new AbortController();
+      const timer = setTimeout(
+        () =>
+          ac.abort(
+            new ConnectError(
+              'timeout',
+              `SSH bastion ${bastion}: no TCP connection within ${connectTimeoutMs} ms`,
+            ),
+          ),
+        connectTimeoutMs,
+      );
+      try {
+        sock = await dial({ host: addr.host, port: addr.port }, ac.signal);
+      } catch (e) {
+        const ce = e instanceof ConnectError ? e : new ConnectError('internal', String(e));
+        throw new ConnectError(ce.reason, `SSH bastion ${bastion}: ${ce.message}`);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (closed) {
+        sock.destroy();
+        throw new ConnectError('internal', `SSH backend ${backend.name} is closed`);
+      }
+    }
+    const readyTimeout = Math.max(1, connectTimeoutMs - (Date.now() - started));
 
     const c = new ssh2.Client();
     let hostKeyProblem: string | undefined;
@@ -245,12 +293,11 @@ export function createSshConnector(
       });
       try {
         c.connect({
-          host: addr.host,
-          port: addr.port,
+          ...(sock ? { sock } : { host: addr.host, port: addr.port }),
           username: backend.user ?? '',
           privateKey,
           agent,
-          readyTimeout: connectTimeoutMs,
+          readyTimeout,
           keepaliveInterval: keepaliveIntervalMs,
           keepaliveCountMax: 3,
           algorithms: { serverHostKey: algorithms as ServerHostKeyAlgorithm[] },
@@ -272,8 +319,8 @@ export function createSshConnector(
     });
   }
 
-  function getClient(signal: AbortSignal, label: string): Promise<Client> {
-    ready ??= establish();
+  function getClient(signal: AbortSignal, label: string, dial?: SshDial): Promise<Client> {
+    ready ??= establish(dial);
     const p = ready;
     // A failed attempt is not cached: the next request tries again.
     p.catch(() => {
@@ -338,14 +385,14 @@ export function createSshConnector(
   }
 
   return {
-    async connect(target, signal) {
+    async connect(target, signal, dial) {
       const label = hostLabel(target.host, target.port);
       if (closed) throw new ConnectError('internal', `SSH backend ${backend.name} is closed`);
       if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535)
         throw new ConnectError('internal', `invalid destination port in ${label}`);
       if (signal.aborted) throw abortError(signal, `connect to ${label}`);
       const reused = ready !== undefined;
-      let c = await getClient(signal, label);
+      let c = await getClient(signal, label, dial);
       try {
         return await openChannel(c, target, label, signal);
       } catch (e) {
@@ -358,7 +405,7 @@ export function createSshConnector(
             'internal',
             `SSH connection to ${backend.name} lost: ${(e as Error).message}`,
           );
-        c = await getClient(signal, label);
+        c = await getClient(signal, label, dial);
         try {
           return await openChannel(c, target, label, signal);
         } catch (e2) {

@@ -4,38 +4,9 @@
 // to the proxy (`--socks5-hostname`, HTTP CONNECT, plain HTTP) can.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  curl,
-  freePort,
-  type Owner,
-  requireTool,
-  type Started,
-  startProcess,
-  which,
-} from '../../harness/index.js';
+import { curl, requireTool } from '../../harness/index.js';
 import { startPortail } from '../daemon/portail.js';
-import { origin } from './helpers.js';
-
-async function startDnsmasq(t: Owner): Promise<{ port: number; proc: Started }> {
-  const port = await freePort();
-  const proc = await startProcess(
-    which('dnsmasq') as string,
-    [
-      '--no-daemon',
-      '--no-resolv',
-      '--no-hosts',
-      '--log-facility=-',
-      '--address=/internal.test/127.0.0.1',
-      `--port=${port}`,
-      '--listen-address=127.0.0.1',
-      '--bind-interfaces',
-      '--user=root',
-    ],
-    // dnsmasq answers on TCP too, so an accepted connection means it is serving.
-    { t, readyWhen: { port, host: '127.0.0.1' }, name: 'dnsmasq' },
-  );
-  return { port, proc };
-}
+import { origin, startDnsmasq } from './helpers.js';
 
 test('[dns] resolvers: names only the configured dnsmasq knows work with proxy-side resolution', async (t) => {
   if (!requireTool(t, 'dnsmasq') || !requireTool(t, 'curl')) return;

@@ -7,7 +7,15 @@ import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { type CurlResult, curl, type Owner } from '../../harness/index.js';
+import {
+  type CurlResult,
+  curl,
+  freePort,
+  type Owner,
+  type Started,
+  startProcess,
+  which,
+} from '../../harness/index.js';
 
 export interface Origin {
   port: number;
@@ -114,4 +122,26 @@ export async function deadPort(): Promise<number> {
   s.close();
   await once(s, 'close');
   return port;
+}
+
+/** A dnsmasq on loopback that answers 127.0.0.1 for every name under internal.test, nothing else. */
+export async function startDnsmasq(t: Owner): Promise<{ port: number; proc: Started }> {
+  const port = await freePort();
+  const proc = await startProcess(
+    which('dnsmasq') as string,
+    [
+      '--no-daemon',
+      '--no-resolv',
+      '--no-hosts',
+      '--log-facility=-',
+      '--address=/internal.test/127.0.0.1',
+      `--port=${port}`,
+      '--listen-address=127.0.0.1',
+      '--bind-interfaces',
+      '--user=root',
+    ],
+    // dnsmasq answers on TCP too, so an accepted connection means it is serving.
+    { t, readyWhen: { port, host: '127.0.0.1' }, name: 'dnsmasq' },
+  );
+  return { port, proc };
 }

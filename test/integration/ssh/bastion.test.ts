@@ -166,6 +166,77 @@ describe('SSH bastion backend (OpenSSH sshd)', {
     );
   });
 
+  test('@cert-authority lines: a host listed only that way is refused (host certificates unsupported)', async (t) => {
+    const dir = tmpDir(t);
+    await keygen(join(dir, 'ca'), 'ed25519');
+    const [kt, b64] = readFileSync(join(dir, 'ca.pub'), 'utf8').split(' ');
+    const kh = sshd.knownHosts('ca-only', [`@cert-authority [127.0.0.1]:${sshd.port} ${kt} ${b64}`]);
+    const c = make(sshd.backend(kh), { connectTimeoutMs: 5000 });
+    const logins = sshd.logins();
+    await rejectsWith(
+      c.connect({ host: '127.0.0.1', port: web.port }, signal()),
+      'refused',
+      /only @cert-authority keys for \[127\.0\.0\.1\]:\d+: SSH host certificates are not supported/,
+    );
+    assert.equal(sshd.logins(), logins, 'refused before connecting');
+  });
+
+  test('@cert-authority lines never make a key pass, even the very key the server shows', async (t) => {
+    // The server's own host key written as a CA: OpenSSH would only accept certificates
+    // it signed, never the plain key.
+    const asCa = `@cert-authority * ${line(sshd, 'ed25519', '').trim()}`;
+    const only = sshd.knownHosts('key-as-ca', [asCa]);
+    const c1 = make(sshd.backend(only), { connectTimeoutMs: 5000 });
+    await rejectsWith(
+      c1.connect({ host: '127.0.0.1', port: web.port }, signal()),
+      'refused',
+      /host certificates are not supported/,
+    );
+    // Beside a plain entry with another key: that entry decides (mismatch).
+    const dir = tmpDir(t);
+    await keygen(join(dir, 'other'), 'ed25519');
+    const [kt, b64] = readFileSync(join(dir, 'other.pub'), 'utf8').split(' ');
+    const mixed = sshd.knownHosts('ca-and-wrong', [
+      asCa,
+      `[127.0.0.1]:${sshd.port} ${kt} ${b64}`,
+    ]);
+    const c2 = make(sshd.backend(mixed), { connectTimeoutMs: 5000 });
+    const before = web.accepted();
+    await rejectsWith(
+      c2.connect({ host: '127.0.0.1', port: web.port }, signal()),
+      'refused',
+      /does not match known_hosts/,
+    );
+    assert.equal(web.accepted(), before);
+  });
+
+  test('@revoked: a revoked key is refused for a hashed entry too, and an unrelated revocation does not block', async (t) => {
+    const hashed = sshd.knownHosts('revoked-hashed', [line(sshd, 'ed25519')]);
+    await run('ssh-keygen', ['-H', '-f', hashed]);
+    const text = readFileSync(hashed, 'utf8');
+    assert.match(text, /^\|1\|/m);
+    const revokedToo = sshd.knownHosts('revoked-hashed-2', [
+      ...text.split('\n').filter((l) => l.startsWith('|1|')),
+      `@revoked ${line(sshd, 'ed25519', 'elsewhere.example')}`,
+    ]);
+    const c1 = make(sshd.backend(revokedToo), { connectTimeoutMs: 5000 });
+    await rejectsWith(
+      c1.connect({ host: '127.0.0.1', port: web.port }, signal()),
+      'refused',
+      /is marked @revoked/,
+    );
+    const dir = tmpDir(t);
+    await keygen(join(dir, 'gone'), 'ed25519');
+    const [kt, b64] = readFileSync(join(dir, 'gone.pub'), 'utf8').split(' ');
+    const unrelated = sshd.knownHosts('revoked-unrelated', [
+      line(sshd, 'ed25519'),
+      `@revoked * ${kt} ${b64}`,
+    ]);
+    const c2 = make(sshd.backend(unrelated), { connectTimeoutMs: 5000 });
+    const ch = await c2.connect({ host: '127.0.0.1', port: web.port }, signal());
+    assert.equal(await roundTrip(ch, 'ok'), 'hello ok');
+  });
+
   test('reaches a Node origin through the bastion (plain known_hosts entry)', async () => {
     const kh = sshd.knownHosts('plain', ['# comment', line(sshd, 'ed25519')]);
     const c = make(sshd.backend(kh), { connectTimeoutMs: 5000 });
