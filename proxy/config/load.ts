@@ -117,6 +117,7 @@ function buildConfig(
       dynamic: b.dynamic,
       identityAware: b['identity-aware'],
       tlsServerName: b['tls-server-name'],
+      http2: b.http2,
       user: b.user,
       identityFile: at('identity-file', b['identity-file']),
       agent: b.agent,

@@ -122,6 +122,16 @@ export function crossFieldIssues(doc: Table): RuleIssue[] {
     if (has(b, 'tls-server-name') && b['identity-aware'] !== true) {
       warning([...at, 'tls-server-name'], 'has no effect without identity-aware = true');
     }
+    if (has(b, 'http2')) {
+      if (b.type === 'socks5' || b.type === 'ssh') {
+        error([...at, 'http2'], 'is only valid for HTTP backends (type = "http", or no type)');
+      } else if (b['identity-aware'] !== true) {
+        warning(
+          [...at, 'http2'],
+          'has no effect without identity-aware = true (HTTP/2 is only offered inside TLS)',
+        );
+      }
+    }
   }
 
   const def = doc['default-backend'];

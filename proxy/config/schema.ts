@@ -159,6 +159,7 @@ export const backendSchema = z.strictObject({
   dynamic: bool().default(false),
   'identity-aware': bool().default(false),
   'tls-server-name': serverName().optional(),
+  http2: bool().optional(),
   user: text('a user name').optional(),
   'identity-file': path().optional(),
   agent: bool().default(false),

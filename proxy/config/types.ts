@@ -23,6 +23,11 @@ export interface BackendConfig {
   readonly identityAware: boolean;
   /** SNI and name to verify; absent = the target address host. */
   readonly tlsServerName?: string;
+  /**
+   * Identity-aware HTTP backends: offer `h2` by ALPN (pooled HTTP/2 CONNECT). False =
+   * offer only `http/1.1` (one TLS connection per tunnel). Absent = true.
+   */
+  readonly http2?: boolean;
   /** SSH backends only. */
   readonly user?: string;
   readonly identityFile?: string;

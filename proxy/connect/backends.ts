@@ -22,7 +22,13 @@ import { createDirectConnector, type DirectConnector } from './direct.js';
 import type { Resolver } from './resolver.js';
 import { createSshConnector, type SshConnector } from './ssh.js';
 import { loadTlsIdentity, type TlsIdentity, tlsWrap } from './tls-identity.js';
-import { createH2Pool, isStreamAnswer, tlsWrapAlpn } from './upstream-h2.js';
+import {
+  createH2Pool,
+  HTTP1_ONLY,
+  IDLE_CLOSE_MS,
+  isStreamAnswer,
+  tlsWrapAlpn,
+} from './upstream-h2.js';
 import { httpConnect } from './upstream-http.js';
 import { isUpstreamReply, socks5Connect } from './upstream-socks5.js';
 
@@ -73,7 +79,8 @@ export class BackendError extends ConnectError {
 
 /** The parts of a snapshot a connect needs (kept small for tests). */
 export interface BackendSnapshot {
-  readonly config: Pick<Config, 'connectTimeoutMs' | 'tcpNodelay' | 'escaper' | 'listener'>;
+  readonly config: Pick<Config, 'connectTimeoutMs' | 'tcpNodelay' | 'escaper' | 'listener'> &
+    Partial<Pick<Config, 'idleTimeoutMs'>>;
   readonly backends: ReadonlyMap<string, BackendConfig>;
   readonly services: { readonly resolver: Resolver };
 }
@@ -213,7 +220,13 @@ export function createBackendRegistry(
     if (b.type === 'ssh') {
       const conf = b.dynamic ? { ...b, targetAddress: spec.targetAddress } : b;
       try {
-        return await sshConnector(conf, snap.config.connectTimeoutMs).connect(target, signal);
+        // The bastion's name goes through [dns] resolvers like a direct exit's (but
+        // without outgoing-address, which is for direct exits only).
+        return await sshConnector(conf, snap.config.connectTimeoutMs).connect(
+          target,
+          signal,
+          (addr, sig) => services(snap).tcp.connect(addr, { signal: sig }),
+        );
       } catch (e) {
         // The SSH connector does not say which side failed: count it against the bastion.
         throw fault(e, true);
@@ -221,8 +234,10 @@ export function createBackendRegistry(
     }
     const kind = b.type ?? (o.protocol === 'socks5' ? 'socks5' : 'http');
     const serverName = spec.tlsServerName ?? spec.targetAddress.host;
-    // HTTP backends behind TLS are offered h2 (ALPN) and pooled when they take it.
-    const pooled = kind === 'http' && spec.identityAware;
+    // HTTP backends behind TLS are offered h2 (ALPN) and pooled when they take it;
+    // `http2 = false` offers only http/1.1 (a true HTTP/1.1 tunnel per connection).
+    const pooled = kind === 'http' && spec.identityAware && b.http2 !== false;
+    const http1Only = kind === 'http' && spec.identityAware && b.http2 === false;
     const dial = async (sig: AbortSignal) => {
       let stream: Duplex | undefined;
       try {
@@ -231,12 +246,13 @@ export function createBackendRegistry(
           { signal: sig },
         );
         if (spec.identityAware) {
+          // TLS writes whole records; Nagle would only delay the handshake and CONNECT.
+          (stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
           const id = await identity(snap, snap.config.escaper, snap.config.listener);
-          stream = await (pooled ? tlsWrapAlpn : tlsWrap)(stream, id, {
-            serverName,
-            signal: sig,
-            label,
-          });
+          const opts = { serverName, signal: sig, label };
+          stream = pooled
+            ? await tlsWrapAlpn(stream, id, opts)
+            : await tlsWrap(stream, id, http1Only ? { ...opts, alpn: HTTP1_ONLY } : opts);
         }
         return stream;
       } catch (e) {
@@ -268,6 +284,10 @@ export function createBackendRegistry(
           target,
           proxy: label,
           signal,
+          // An idle pooled connection goes after 30 s, or idle-timeout when shorter; a
+          // probing PING must come back within connect-timeout.
+          idleCloseMs: Math.min(IDLE_CLOSE_MS, snap.config.idleTimeoutMs || IDLE_CLOSE_MS),
+          pingTimeoutMs: snap.config.connectTimeoutMs,
         });
         if ('tunnel' in via) return via.tunnel;
         stream = via.http1;

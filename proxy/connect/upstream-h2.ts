@@ -18,11 +18,16 @@ import { authority, errorForStatus, safeAuthority } from './upstream-http.js';
 
 /** What we offer by ALPN to an identity-aware HTTP backend, preferred first. */
 export const ALPN_OFFER = ['h2', 'http/1.1'];
+/** What a backend with `http2 = false` is offered. */
+export const HTTP1_ONLY = ['http/1.1'];
 export const STREAM_WINDOW = 8 * 1024 * 1024;
 export const SESSION_WINDOW = 32 * 1024 * 1024;
-/** A session without streams is closed after this long (the gateway closes sooner). */
+/**
+ * A session without streams is closed after this long (the gateway closes sooner), or
+ * after `idle-timeout` when that is shorter.
+ */
 export const IDLE_CLOSE_MS = 30_000;
-/** After a CONNECT timed out, the session must answer a PING within this long. */
+/** After a CONNECT timed out, the session must answer a PING within this long (default). */
 export const PING_TIMEOUT_MS = 5000;
 /** How much of a refusal's body (the gateway's explanation) goes into the message. */
 const MAX_REFUSAL_TEXT = 200;
@@ -60,6 +65,10 @@ interface Entry {
   /** Set once the session must take no new stream (GOAWAY, close, failed PING). */
   retired: boolean;
   idle?: NodeJS.Timeout;
+  idleCloseMs: number;
+  pingTimeoutMs: number;
+  /** A probing PING is in flight: no new stream until it is answered. */
+  probing: boolean;
 }
 
 interface Slot {
@@ -90,6 +99,10 @@ export interface H2Request {
   proxy: string;
   /** The attempt's deadline (connect-timeout) and the client's abort. */
   signal: AbortSignal;
+  /** A new session without streams is closed after this long (default IDLE_CLOSE_MS). */
+  idleCloseMs?: number;
+  /** A new session must answer a probing PING within this long (default PING_TIMEOUT_MS). */
+  pingTimeoutMs?: number;
 }
 
 /** A tunnel on a pooled session, or the TLS socket of a backend that chose HTTP/1.1. */
@@ -122,16 +135,24 @@ export function createH2Pool(): H2Pool {
 
   const usable = (e: Entry) =>
     !e.retired &&
+    !e.probing &&
     !e.session.closed &&
     !e.session.destroyed &&
     e.active < (e.session.remoteSettings.maxConcurrentStreams ?? 100);
 
-  function adopt(slot: Slot, socket: tls.TLSSocket, host: string): Entry {
+  function adopt(slot: Slot, socket: tls.TLSSocket, host: string, req: H2Request): Entry {
     const session = http2.connect(`https://${host}`, {
       createConnection: () => socket,
       settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
     });
-    const e: Entry = { session, active: 0, retired: false };
+    const e: Entry = {
+      session,
+      active: 0,
+      retired: false,
+      idleCloseMs: req.idleCloseMs ?? IDLE_CLOSE_MS,
+      pingTimeoutMs: req.pingTimeoutMs ?? PING_TIMEOUT_MS,
+      probing: false,
+    };
     slot.entries.add(e);
     // Pooled sessions never keep the process alive: the tunnels' client sockets do.
     session.unref();
@@ -159,23 +180,30 @@ export function createH2Pool(): H2Pool {
   function idleLater(e: Entry) {
     clearTimeout(e.idle);
     if (e.active > 0) return;
-    e.idle = setTimeout(() => retireEntry(e), IDLE_CLOSE_MS);
+    e.idle = setTimeout(() => retireEntry(e), e.idleCloseMs);
     e.idle.unref();
   }
 
   /** A PING must come back, else the path is dead: its streams are failed at once. */
   function probe(e: Entry) {
-    if (e.session.destroyed) return;
-    const timer = setTimeout(() => e.session.destroy(), PING_TIMEOUT_MS);
+    if (e.session.destroyed || e.probing) return;
+    // No new stream goes to a session under suspicion until it answers (usable()).
+    e.probing = true;
+    const dead = () => {
+      clearTimeout(timer);
+      e.session.destroy();
+    };
+    const timer = setTimeout(dead, e.pingTimeoutMs);
     timer.unref();
     try {
       e.session.ping((err) => {
         clearTimeout(timer);
-        if (err) e.session.destroy();
+        e.probing = false;
+        // Answered: the destination was slow, not the path.
+        if (err) dead();
       });
     } catch {
-      clearTimeout(timer);
-      e.session.destroy();
+      dead();
     }
   }
 
@@ -267,7 +295,10 @@ export function createH2Pool(): H2Pool {
         settle(null);
         return socket;
       }
-      const e = adopt(slot, socket, authority({ host: req.host, port: 443 }));
+      const e = adopt(slot, socket, authority({ host: req.host, port: 443 }), req);
+      // The peer's SETTINGS (sent with its preface) say how many streams it takes:
+      // before them, a burst of requests could all be queued on this one session.
+      await settings(e, req);
       settle(e);
       return e;
     } catch (err) {
@@ -276,6 +307,35 @@ export function createH2Pool(): H2Pool {
     } finally {
       if (slot.pending === pending) slot.pending = undefined;
     }
+  }
+
+  function settings(e: Entry, req: H2Request): Promise<void> {
+    const { session } = e;
+    return new Promise((resolve, reject) => {
+      const done = (err?: ConnectError) => {
+        session.off('remoteSettings', onSettings);
+        session.off('close', onClose);
+        req.signal.removeEventListener('abort', onAbort);
+        if (err) {
+          session.destroy();
+          reject(err);
+        } else resolve();
+      };
+      const onSettings = () => done();
+      const onClose = () =>
+        done(
+          new ConnectError(
+            'internal',
+            `upstream proxy ${req.proxy} closed the HTTP/2 connection before its SETTINGS`,
+          ),
+        );
+      const onAbort = () => done(abortError(req.signal, `HTTP/2 to ${req.proxy}`));
+      if (req.signal.aborted) return onAbort();
+      if (session.destroyed || session.closed) return onClose();
+      session.once('remoteSettings', onSettings);
+      session.once('close', onClose);
+      req.signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   function waitFor<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {

@@ -67,30 +67,83 @@ async function bulkOrigin(t: Owner): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
-/** A TCP forwarder to `to()` that counts the connections it carried. */
+/**
+ * A TCP forwarder to `to()` that counts the connections it carried, and can break the
+ * ones open now: `kill()` closes them at once (both peers see it), `doom()` leaves them
+ * open until the workstation next sends a byte, answered by a reset (a NAT or firewall
+ * that dropped the flow), `freeze()` silently stops carrying bytes (a dead path).
+ */
 async function counter(t: Owner, to: () => number) {
   let count = 0;
-  const sockets = new Set<net.Socket>();
+  type Pair = { s: net.Socket; up: net.Socket; broken: boolean };
+  const pairs = new Set<Pair>();
+  let carried = 0;
   const server = net.createServer((s) => {
     count++;
     const up = net.connect(to(), '127.0.0.1');
-    for (const x of [s, up]) {
-      sockets.add(x);
-      x.on('close', () => sockets.delete(x));
-    }
+    // A transparent forwarder: no Nagle delay of its own.
+    s.setNoDelay(true);
+    up.setNoDelay(true);
+    const pair: Pair = { s, up, broken: false };
+    pairs.add(pair);
     s.on('error', () => up.destroy());
-    up.on('error', () => s.destroy());
-    s.on('close', () => up.destroy());
-    up.on('close', () => s.destroy());
+    up.on('error', () => {});
+    s.on('close', () => {
+      up.destroy();
+      pairs.delete(pair);
+    });
+    up.on('close', () => pair.broken || s.destroy());
+    up.on('data', (d: Buffer) => {
+      carried += d.length;
+    });
     s.pipe(up).pipe(s);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.after(() => {
-    for (const s of sockets) s.destroy();
+    for (const p of pairs) {
+      p.s.destroy();
+      p.up.destroy();
+    }
     server.close();
   });
-  return { port: (server.address() as net.AddressInfo).port, count: () => count };
+  const cut = (p: Pair) => {
+    p.broken = true;
+    p.s.unpipe(p.up);
+    p.up.unpipe(p.s);
+  };
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    count: () => count,
+    /** Connections open now. */
+    live: () => pairs.size,
+    /** Bytes carried from the gateway so far. */
+    carried: () => carried,
+    kill() {
+      for (const p of pairs) {
+        p.s.destroy();
+        p.up.destroy();
+      }
+    },
+    doom() {
+      for (const p of [...pairs]) {
+        cut(p);
+        p.up.destroy();
+        p.s.once('data', () => p.s.resetAndDestroy());
+        p.s.resume();
+      }
+    },
+    freeze() {
+      for (const p of pairs) {
+        cut(p);
+        // Read and drop: nothing is answered, nothing is closed.
+        p.s.on('data', () => {});
+        p.up.on('data', () => {});
+        p.s.resume();
+        p.up.resume();
+      }
+    },
+  };
 }
 
 /** A mutual-TLS front offering only http/1.1 by ALPN, forwarding the plaintext to `to`. */
@@ -132,7 +185,7 @@ function workstation(
   ca: TestCa,
   port: number,
   top = '',
-  o: { trust?: TestCa; serverName?: string } = {},
+  o: { trust?: TestCa; serverName?: string; extra?: string } = {},
 ) {
   return startPortail(t, {
     acl: 'route all { use ["gw"] }\npolicy all { action allow }\n',
@@ -148,6 +201,7 @@ function workstation(
       `target-address = "127.0.0.1:${port}"`,
       'identity-aware = true',
       `tls-server-name = "${o.serverName ?? 'localhost'}"`,
+      o.extra ?? '',
       '',
     ].join('\n'),
   });
@@ -305,6 +359,8 @@ test('h2 pool: concurrent downloads share ONE TLS connection; a restarted gatewa
   const e = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
   assert.equal(e.code, 0, e.stderr);
   assert.equal(fwd.count(), 2);
+  // The audit file is written asynchronously: wait for the fourth decision.
+  await ws.waitRecord(() => ws.records().filter((r) => r.event === 'decision').length >= 4);
   const last = ws.records().filter((r) => r.event === 'decision');
   assert.equal(last.length, 4);
   for (const r of last) assert.equal(r.route, 'gw');
@@ -356,4 +412,218 @@ test('h2 pool: a backend offering only http/1.1 is used through HTTP/1.1 CONNECT
   t.diagnostic(
     `${up} MiB upload: HTTP/2 ${u2.seconds.toFixed(2)} s, HTTP/1.1 tunnel ${u1.seconds.toFixed(2)} s`,
   );
+});
+
+/** An origin that greets each connection and keeps it open (held tunnels). */
+async function holdOrigin(t: Owner): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    s.write('hi\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** A CONNECT through the workstation, held open; resolves once the origin greeted. */
+async function holdTunnel(t: Owner, proxyPort: number, port: number): Promise<net.Socket> {
+  const s = net.connect(proxyPort, '127.0.0.1');
+  t.after(() => {
+    s.destroy();
+  });
+  s.on('error', () => {});
+  s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+  // A data listener, not `for await`: leaving that loop would destroy the socket.
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (d: Buffer) => {
+      text += d.toString('latin1');
+      if (/\r\n\r\nhi\n$/.test(text)) {
+        s.off('data', onData);
+        s.off('close', onClose);
+        resolve(s);
+      } else if (/^HTTP\/1\.1 [^2]/.test(text)) onClose();
+    };
+    const onClose = () =>
+      reject(new Error(`tunnel refused: ${JSON.stringify(text.slice(0, 200))}`));
+    s.on('data', onData);
+    s.once('close', onClose);
+  });
+}
+
+/** Milliseconds from the first byte of a CONNECT to the workstation's 200. */
+async function connectTime(proxyPort: number, port: number): Promise<number> {
+  const s = net.connect(proxyPort, '127.0.0.1');
+  await once(s, 'connect');
+  s.setNoDelay(true);
+  const started = performance.now();
+  s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+  const [d] = (await once(s, 'data')) as [Buffer];
+  const ms = performance.now() - started;
+  s.destroy();
+  assert.match(d.toString('latin1'), /^HTTP\/1\.1 200/);
+  return ms;
+}
+
+test('h2 pool unhappy: the pooled connection is cut under a download; the download fails cleanly, the next request opens a new connection', async (t) => {
+  if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
+  const web = await bulkOrigin(t);
+  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
+  const fwd = await counter(t, () => gw.port);
+  const ws = await workstation(t, gw.ca, fwd.port);
+  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.equal(warm.code, 0, warm.stderr);
+
+  // 512 MiB cannot finish before the cut (the origin writes with backpressure).
+  const inFlight = download(t, ws.port, `http://127.0.0.1:${web}/512`);
+  const before = fwd.carried();
+  while (fwd.carried() < before + 4 * MiB) await new Promise((r) => setTimeout(r, 10));
+  fwd.kill();
+  const cut = await inFlight;
+  assert.notEqual(cut.code, 0, 'the tunnel on the dead connection ended with an error');
+  // The relay's end is recorded like any other.
+  const closed = await ws.waitRecord((r) => r.event === 'close' && Number(r.bytes_down) > MiB);
+  assert.ok(Number(closed.bytes_down) < 512 * MiB);
+
+  const next = await download(t, ws.port, `http://127.0.0.1:${web}/2`);
+  assert.equal(next.code, 0, next.stderr);
+  assert.equal(next.sha, expectedSha(2));
+  assert.equal(fwd.count(), 2, 'a new TLS connection replaced the cut one');
+  await ws.waitRecord(() => ws.records().filter((r) => r.event === 'decision').length >= 3);
+  const decisions = ws.records().filter((r) => r.event === 'decision');
+  assert.equal(decisions.length, 3);
+  for (const d of decisions) {
+    assert.equal(d.route, 'gw');
+    assert.doesNotMatch(String(d.reason ?? ''), /after:|backing off/, 'no failed attempt');
+  }
+});
+
+test('h2 pool unhappy: a pooled connection found dead only when used (reset) is replaced and the request succeeds', async (t) => {
+  if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
+  const web = await bulkOrigin(t);
+  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
+  const fwd = await counter(t, () => gw.port);
+  const ws = await workstation(t, gw.ca, fwd.port);
+  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.equal(warm.code, 0, warm.stderr);
+  assert.equal(fwd.live(), 1, 'the session is pooled');
+
+  // The flow is gone but the workstation does not know: its next CONNECT meets a reset.
+  fwd.doom();
+  const r = await download(t, ws.port, `http://127.0.0.1:${web}/2`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.sha, expectedSha(2));
+  assert.equal(fwd.count(), 2);
+  await ws.waitRecord(() => ws.records().filter((x) => x.event === 'decision').length >= 2);
+  const last = ws
+    .records()
+    .filter((x) => x.event === 'decision')
+    .at(-1);
+  assert.equal(last?.route, 'gw');
+  assert.doesNotMatch(String(last?.reason ?? ''), /after:|backing off/);
+});
+
+test('h2 pool unhappy: a silently dead pooled connection — the CONNECT times out, the PING gets no answer, the connection is dropped and the next request works', async (t) => {
+  if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
+  const web = await bulkOrigin(t);
+  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
+  const fwd = await counter(t, () => gw.port);
+  const ws = await workstation(t, gw.ca, fwd.port, 'connect-timeout = "1s"');
+  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.equal(warm.code, 0, warm.stderr);
+
+  fwd.freeze();
+  const started = Date.now();
+  const lost = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.notEqual(lost.code, 0);
+  assert.match(lost.stderr, /504/);
+  assert.ok(Date.now() - started < 3000, 'bounded by connect-timeout');
+  // The probe's PING is not answered within connect-timeout: the session is destroyed
+  // (its TCP connection closed) rather than offered to the next request.
+  const deadline = Date.now() + 4000;
+  while (fwd.live() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(fwd.live(), 0, 'the silent connection was closed');
+
+  const next = await download(t, ws.port, `http://127.0.0.1:${web}/2`);
+  assert.equal(next.code, 0, next.stderr);
+  assert.equal(next.sha, expectedSha(2));
+  assert.equal(fwd.count(), 2);
+});
+
+test("h2 pool: past the gateway's MAX_CONCURRENT_STREAMS (100) a second connection is opened", async (t) => {
+  if (!requireTool(t, 'openssl')) return;
+  const hold = await holdOrigin(t);
+  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
+  const fwd = await counter(t, () => gw.port);
+  const ws = await workstation(t, gw.ca, fwd.port, 'connect-timeout = "10s"');
+  // One burst: the first session's SETTINGS must be known before it is filled.
+  const tunnels = await Promise.all(
+    Array.from({ length: 101 }, () => holdTunnel(t, ws.port, hold)),
+  );
+  assert.equal(tunnels.length, 101);
+  // Every tunnel is still open at the gateway (101 origin connections).
+  assert.equal(gw.records().filter((r) => r.event === 'close').length, 0, 'no tunnel ended early');
+  assert.equal(fwd.count(), 2, '100 streams on the first connection, 1 on a second');
+  // A freed stream makes room again: no third connection.
+  tunnels[0]?.destroy();
+  await new Promise((r) => setTimeout(r, 200));
+  const more = await holdTunnel(t, ws.port, hold);
+  more.destroy();
+  assert.equal(fwd.count(), 2);
+  for (const s of tunnels) s.destroy();
+});
+
+test('h2 pool: an idle pooled connection is closed after idle-timeout (when shorter than 30 s)', async (t) => {
+  if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
+  const web = await bulkOrigin(t);
+  // The gateway would close it after its handshake-timeout: make that long.
+  const gw = await startGateway(t, {
+    acl: 'policy all { action allow }\n',
+    top: 'handshake-timeout = 60',
+  });
+  const fwd = await counter(t, () => gw.port);
+  const ws = await workstation(t, gw.ca, fwd.port, 'idle-timeout = "1s"');
+  const r = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(fwd.live(), 1);
+  await new Promise((res) => setTimeout(res, 400));
+  assert.equal(fwd.live(), 1, 'not closed while still fresh');
+  const deadline = Date.now() + 3000;
+  while (fwd.live() > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+  assert.equal(fwd.live(), 0, 'closed by the workstation once idle');
+  const again = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(fwd.count(), 2);
+});
+
+test('http2 = false: the backend is offered only http/1.1 — one TLS connection per tunnel, answered without a Nagle delay', async (t) => {
+  if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
+  const web = await bulkOrigin(t);
+  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
+  const fwd = await counter(t, () => gw.port);
+  const ws = await workstation(t, gw.ca, fwd.port, '', { extra: 'http2 = false' });
+  const a = await download(t, ws.port, `http://127.0.0.1:${web}/2`);
+  const b = await download(t, ws.port, `http://127.0.0.1:${web}/1`, false);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal(a.sha, expectedSha(2));
+  assert.equal(b.sha, expectedSha(1));
+  // The gateway picks h2 whenever it is offered, and h2 would have pooled these two.
+  assert.equal(fwd.count(), 2, 'one TLS connection per tunnel: HTTP/1.1 CONNECT');
+
+  // Each tunnel is a new TCP + mutual TLS handshake + CONNECT: a few ms on loopback.
+  // With Nagle on the gateway's socket, its 200 waited for the client's delayed ACK of
+  // the TLS 1.3 session tickets (~40 ms).
+  const times: number[] = [];
+  for (let i = 0; i < 9; i++) times.push(await connectTime(ws.port, web));
+  times.sort((x, y) => x - y);
+  const median = times[4] as number;
+  assert.ok(median < 30, `CONNECT answered in ${median.toFixed(1)} ms (median of 9)`);
 });

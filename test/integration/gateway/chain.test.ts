@@ -40,6 +40,8 @@ test('workstation → gateway over mTLS: SOCKS5 and HTTP CONNECT chained, gatewa
   const r2 = await curl(['--proxy', `http://127.0.0.1:${socks.port}`, '--proxytunnel', url]);
   assert.equal(r2.code, 0, r2.stderr);
   assert.equal(r2.stdout, 'hello from origin');
+  // Audit records reach the file asynchronously.
+  await gw.waitRecord(() => gw.records().filter((r) => r.event === 'decision').length >= 2);
   const allowed = gw.records().filter((r) => r.event === 'decision');
   assert.deepEqual(
     allowed.map((r) => [r.action, r.policy, r.protocol]),

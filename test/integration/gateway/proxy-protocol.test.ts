@@ -156,6 +156,8 @@ describe('PROXY protocol', () => {
     assert.equal(await via('89.160.20.112', '127.0.0.1', target.port), 0x02, 'SE client denied');
     // A destination in China (never contacted: the ACL denies before any connection).
     assert.equal(await via('81.2.69.142', '175.16.199.1', 443), 0x02);
+    // Audit records reach the file asynchronously.
+    await gw.waitRecord(() => gw.records().filter((r) => r.event === 'decision').length >= 3);
     const decisions = gw.records().filter((r) => r.event === 'decision');
     assert.deepEqual(
       decisions.map((r) => [r.client, r.action, r.policy]),

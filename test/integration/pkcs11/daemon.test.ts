@@ -8,13 +8,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import tls from 'node:tls';
-import {
-  makeTestCa,
-  type Owner,
-  requireFile,
-  requireTool,
-  tmpDir,
-} from '../../harness/index.js';
+import { makeTestCa, type Owner, requireFile, requireTool, tmpDir } from '../../harness/index.js';
 import { origin, via } from '../chain/helpers.js';
 import { startPortail } from '../daemon/portail.js';
 import { importObject, initToken, makeKey, SOFTHSM_MODULE, softHsm } from './softhsm.js';

@@ -348,7 +348,10 @@ describe('PKCS#11 client identity (SoftHSM2)', { skip }, () => {
   });
 
   test('a second PKCS#11 identity of the same module in one process: both keys sign', async () => {
-    const srv = await mtlsServer(ca, `${readFileSync(ec.cert, 'utf8')}${readFileSync(rsa.cert, 'utf8')}`);
+    const srv = await mtlsServer(
+      ca,
+      `${readFileSync(ec.cert, 'utf8')}${readFileSync(rsa.cert, 'utf8')}`,
+    );
     try {
       const r = await inChild(
         [

@@ -170,7 +170,9 @@ describe('SSH bastion backend (OpenSSH sshd)', {
     const dir = tmpDir(t);
     await keygen(join(dir, 'ca'), 'ed25519');
     const [kt, b64] = readFileSync(join(dir, 'ca.pub'), 'utf8').split(' ');
-    const kh = sshd.knownHosts('ca-only', [`@cert-authority [127.0.0.1]:${sshd.port} ${kt} ${b64}`]);
+    const kh = sshd.knownHosts('ca-only', [
+      `@cert-authority [127.0.0.1]:${sshd.port} ${kt} ${b64}`,
+    ]);
     const c = make(sshd.backend(kh), { connectTimeoutMs: 5000 });
     const logins = sshd.logins();
     await rejectsWith(
@@ -196,10 +198,7 @@ describe('SSH bastion backend (OpenSSH sshd)', {
     const dir = tmpDir(t);
     await keygen(join(dir, 'other'), 'ed25519');
     const [kt, b64] = readFileSync(join(dir, 'other.pub'), 'utf8').split(' ');
-    const mixed = sshd.knownHosts('ca-and-wrong', [
-      asCa,
-      `[127.0.0.1]:${sshd.port} ${kt} ${b64}`,
-    ]);
+    const mixed = sshd.knownHosts('ca-and-wrong', [asCa, `[127.0.0.1]:${sshd.port} ${kt} ${b64}`]);
     const c2 = make(sshd.backend(mixed), { connectTimeoutMs: 5000 });
     const before = web.accepted();
     await rejectsWith(

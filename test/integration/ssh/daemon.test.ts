@@ -83,7 +83,11 @@ test('the bastion name is resolved with [dns] resolvers (a name only the configu
       `${backend('bastion', 'bastion.internal.test')}${backend('nowhere', 'bastion.nowhere.invalid')}`,
   });
   // Unhappy first: a bastion name the configured resolver does not know fails as DNS.
-  const nx = await curl(['--socks5-hostname', `127.0.0.1:${p.port}`, `http://localhost:${good.port}/`]);
+  const nx = await curl([
+    '--socks5-hostname',
+    `127.0.0.1:${p.port}`,
+    `http://localhost:${good.port}/`,
+  ]);
   assert.notEqual(nx.code, 0);
   const d = await p.waitRecord((r) => r.event === 'decision' && r.host === 'localhost');
   assert.match(String(d.reason), /SSH bastion \[?bastion\.nowhere\.invalid\]?:\d+: .*resolve/);
