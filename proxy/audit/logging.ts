@@ -4,7 +4,8 @@
 // - systemd: journald's native protocol (PORTAIL_* fields, MESSAGE, PRIORITY).
 // `[log] audit` overrides the audit destination only. journald needs its socket and
 // the native addon: without them the records go to stdout as JSON, with one warning.
-// Records are written once per decision/close: nothing here runs per relayed byte.
+// Records are written once per decision/close, in batches a few milliseconds later
+// (batch.ts): nothing here runs per relayed byte or before a client's answer.
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
@@ -15,8 +16,9 @@ import {
   journalFieldsFromRecord,
 } from '../../systemd/journald.js';
 import type { AuditSink, LogLevel } from '../config/types.js';
+import { atExit, type Batcher, createBatcher } from './batch.js';
 import { humanLine, keyValues } from './human.js';
-import { type AuditRecord, auditMessage } from './record.js';
+import { type AuditRecord, auditJsonLine, auditMessage } from './record.js';
 
 export type LogPreset = 'development' | 'systemd' | 'container';
 
@@ -173,24 +175,33 @@ export function createLogging(opts: LoggingOptions): Logging {
   }
   let audit: AuditWriter;
   let auditDestination: string;
+  // Decisions leave at once, close records in batches a few milliseconds later (batch.ts).
+  let batch: Pick<Batcher<unknown>, 'flush'> | undefined;
   if (sink?.kind === 'journald' && journal) {
     auditDestination = 'journald';
-    audit = {
-      write(r) {
+    const b = createBatcher<AuditRecord>((records) => {
+      for (const r of records) {
         const fields = journalFieldsFromRecord({ ...r, msg: auditMessage(r) });
         fields.PRIORITY = r.event === 'error' ? 3 : r.action === 'deny' ? 5 : 6;
         journal.write(fields);
-      },
-    };
+      }
+    });
+    batch = b;
+    audit = { write: (r) => (r.event === 'close' ? b.push(r) : b.pushNow(r)) };
   } else if (sink?.kind === 'stdout' || sink?.kind === 'file' || opts.preset === 'container') {
     const key = sink?.kind === 'file' ? (`file:${sink.path}` as const) : ('stdout' as const);
     auditDestination = sink?.kind === 'file' ? sink.path : 'stdout';
-    const l = jsonLogger(key, 'info');
+    const dest = stream(key).dest;
+    // Serialised at delivery too, with the time the record was written.
+    const b = createBatcher<{ r: AuditRecord; at: number }>((items) => {
+      let text = '';
+      for (const { r, at } of items) text += auditJsonLine(r, new Date(at));
+      dest.write(text);
+    });
+    batch = b;
     audit = {
-      write(r) {
-        if (r.event === 'error') l.error(r, auditMessage(r));
-        else l.info(r, auditMessage(r));
-      },
+      write: (r) =>
+        r.event === 'close' ? b.push({ r, at: Date.now() }) : b.pushNow({ r, at: Date.now() }),
     };
   } else {
     // development without `[log] audit`: readable lines next to the diagnostics.
@@ -205,21 +216,28 @@ export function createLogging(opts: LoggingOptions): Logging {
   }
   for (const w of warnings) log.warn(w);
 
+  const flush = () => {
+    batch?.flush();
+    for (const s of streams.values()) {
+      try {
+        s.dest.flushSync?.();
+      } catch {
+        // EAGAIN on a full pipe or a closed fd: nothing more can be done at exit.
+      }
+    }
+  };
+  // A crash must not lose the records of its last milliseconds.
+  atExit(flush);
+
   return {
     log,
     audit,
     auditDestination,
     reopen() {
+      // Records of before the rotation belong to the old file.
+      batch?.flush();
       for (const s of streams.values()) if (s.file) s.dest.reopen?.();
     },
-    flush() {
-      for (const s of streams.values()) {
-        try {
-          s.dest.flushSync?.();
-        } catch {
-          // EAGAIN on a full pipe or a closed fd: nothing more can be done at exit.
-        }
-      }
-    },
+    flush,
   };
 }

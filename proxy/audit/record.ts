@@ -82,3 +82,12 @@ export function auditMessage(r: AuditRecord): string {
       return `error: ${r.reason ?? ''}`;
   }
 }
+
+/**
+ * The JSON line of a record: `level`, `time`, the record's fields, `msg` — the shape
+ * pino gives diagnostics, built directly (a third of pino's cost per record here).
+ */
+export function auditJsonLine(r: AuditRecord, time = new Date()): string {
+  const level = r.event === 'error' ? 'error' : 'info';
+  return `{"level":"${level}","time":"${time.toISOString()}",${JSON.stringify(r).slice(1, -1)},"msg":${JSON.stringify(auditMessage(r))}}\n`;
+}

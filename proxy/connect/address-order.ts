@@ -13,7 +13,10 @@ import ipaddr from 'ipaddr.js';
 export function canonicalIp(text: string): string | null {
   let t = text;
   if (t.startsWith('[') && t.endsWith(']')) t = t.slice(1, -1);
-  if (isIP(t) === 0) return null;
+  const family = isIP(t);
+  // Node's IPv4 syntax is the canonical dotted quad already (no leading zeros).
+  if (family === 4) return t;
+  if (family === 0) return null;
   try {
     return ipaddr.process(t).toString();
   } catch {

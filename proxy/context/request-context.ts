@@ -125,9 +125,10 @@ export class RequestContext implements AclContext {
 
   /**
    * Resolves, concurrently, the I/O-backed attributes among `names`; the others cost
-   * nothing. Idempotent and safe to call again with more names. Never throws.
+   * nothing. Idempotent and safe to call again with more names. Never throws or
+   * rejects; undefined when there is nothing to wait for.
    */
-  async prepare(names: ReadonlySet<string>, signal?: AbortSignal): Promise<void> {
+  prepare(names: ReadonlySet<string>, signal?: AbortSignal): Promise<void> | undefined {
     const work: Promise<unknown>[] = [];
     if (names.has('dst.ip') && !this.facts.has('dst.ip')) {
       this.dns ??= this.resolve(signal);
@@ -157,7 +158,9 @@ export class RequestContext implements AclContext {
         );
       }
     }
-    await Promise.all(work.map((p) => p.catch(() => undefined)));
+    // Nothing to wait for (the common case): no promise, no turn of the event loop.
+    if (work.length === 0) return undefined;
+    return Promise.all(work.map((p) => p.catch(() => undefined))).then(() => undefined);
   }
 
   /** Country of `ip` from the GeoIP database; missing when there is none or it does not know. */

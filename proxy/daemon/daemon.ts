@@ -143,19 +143,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       ),
   });
 
-  // Every client socket, whatever its stage (handshake, keep-alive, relay), so that a
-  // stop can end the ones the pipeline does not know about.
-  const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
   const addresses: string[] = [];
   const sources = new Map<string, ListenerSource>();
   const newProxyServer = () => {
     // allowHalfOpen: a client's FIN must end only its direction (relay half-close).
-    const server = net.createServer({ allowHalfOpen: true }, (sock) => {
-      sockets.add(sock);
-      sock.once('close', () => sockets.delete(sock));
-      listener.handleSocket(sock);
-    });
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => listener.handleSocket(sock));
     server.on('error', (err) => log.error(`listener: ${err.message}`));
     servers.push(server);
     return server;
@@ -325,8 +318,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
           // Close records are written from the relays' close events.
           await pipeline.drain(2000);
         }
+        // Every client socket the pipeline does not know about (handshakes, keep-alive).
         listener.closeAll();
-        for (const s of sockets) s.destroy();
         notifier.close();
         log.info('stopped');
         logging.flush();

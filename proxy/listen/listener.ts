@@ -73,7 +73,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
   let refused = 0;
   let handshakeTimeouts = 0;
   /** Refused sockets still waiting for their answer to be read (bounded). */
-  let lingering = 0;
+  const lingering = new Set<Socket>();
 
   const reportError = (err: unknown, where: string) => {
     if (!opts.onError) return;
@@ -83,20 +83,31 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       // a logger failing must not take a connection down
     }
   };
+  const shared: Shared = {
+    pipeline: opts.pipeline,
+    limits,
+    timeoutMs,
+    reportError,
+    onHandshakeTimeout(first) {
+      // Only a first handshake counts: later ones are idle keep-alive connections.
+      if (first) handshakeTimeouts++;
+    },
+  };
 
   function handleSocket(socket: Socket, hopts: HandleOptions = {}): void {
     accepted++;
     // Client resets are routine; the listener stays the last line of defence against
     // an unhandled 'error' whoever else listens.
     socket.on('error', ignore);
-    if (socket.destroyed || socket.remoteAddress === undefined) {
+    const remoteAddress = socket.remoteAddress;
+    if (socket.destroyed || remoteAddress === undefined) {
       socket.destroy();
       return;
     }
     if (open.size >= opts.maxConnections) {
       refused++;
       try {
-        opts.onRefused?.({ ip: socketIp(socket.remoteAddress), port: socket.remotePort ?? 0 });
+        opts.onRefused?.({ ip: socketIp(remoteAddress), port: socket.remotePort ?? 0 });
       } catch {
         // logging only
       }
@@ -104,39 +115,19 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       return;
     }
     open.add(socket);
-    socket.once('close', () => open.delete(socket));
-
     const client: ClientFacts = {
-      ip: socketIp(socket.remoteAddress),
+      ip: socketIp(remoteAddress),
       port: socket.remotePort ?? 0,
       localIp: socketIp(socket.localAddress ?? ''),
       localPort: socket.localPort ?? 0,
       auth: hopts.auth ?? 'none',
     };
-    let timer: NodeJS.Timeout | undefined;
-    let served = false;
-    const ctx: FrontEndContext = {
-      pipeline: opts.pipeline,
-      client,
-      cert: hopts.cert,
-      limits,
-      handshakeDone() {
-        served = true;
-        clearTimeout(timer);
-        timer = undefined;
-      },
-      handshakeStart() {
-        clearTimeout(timer);
-        timer = setTimeout(() => {
-          // Only a first handshake counts: later ones are idle keep-alive connections.
-          if (!served) handshakeTimeouts++;
-          socket.destroy();
-        }, timeoutMs);
-        timer.unref();
-      },
-      reportError,
-    };
-    socket.once('close', () => clearTimeout(timer));
+    const ctx = new Connection(shared, socket, client, hopts.cert);
+    // One listener for both: thousands of idle relays each keep what is registered here.
+    socket.on('close', () => {
+      open.delete(socket);
+      ctx.clearDeadline();
+    });
     ctx.handshakeStart();
 
     const detect = () =>
@@ -213,10 +204,15 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
   ): void {
     tlsSocket.on('error', ignore);
     tlsSocket.once('close', () => raw.destroy());
+    // Same deadline (the outer connection's), the facts TLS established.
     const ctx: FrontEndContext = {
-      ...outer,
+      pipeline: outer.pipeline,
+      limits: outer.limits,
       client: { ...outer.client, auth: outcome.auth },
       cert: outcome.cert,
+      handshakeDone: () => outer.handshakeDone(),
+      handshakeStart: () => outer.handshakeStart(),
+      reportError: (err, where) => outer.reportError(err, where),
     };
     if (outcome.alpn === 'h2') route('http2', tlsSocket, ctx, true);
     else if (outcome.alpn === 'http/1.1') route('http1', tlsSocket, ctx, true);
@@ -250,15 +246,17 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
    * a GOAWAY; lingering sockets are bounded so that a flood costs nothing more.
    */
   function refuseOverloaded(socket: Socket): void {
-    if (lingering >= Math.max(64, opts.maxConnections)) {
+    if (lingering.size >= Math.max(64, opts.maxConnections)) {
       socket.destroy();
       return;
     }
-    lingering++;
-    socket.once('close', () => lingering--);
+    lingering.add(socket);
     const timer = setTimeout(() => socket.destroy(), Math.min(timeoutMs, LINGER_MS));
     timer.unref();
-    socket.once('close', () => clearTimeout(timer));
+    socket.on('close', () => {
+      lingering.delete(socket);
+      clearTimeout(timer);
+    });
     readHead(socket, (protocol, head) => {
       answerAndClose(socket, overloadedAnswer(protocol, head));
     });
@@ -281,8 +279,66 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     closeAll() {
       http2.close();
       for (const s of open) s.destroy();
+      for (const s of lingering) s.destroy();
     },
   };
+}
+
+/** What every connection of one listener shares. */
+interface Shared {
+  readonly pipeline: Pipeline;
+  readonly limits: HandshakeLimits;
+  readonly timeoutMs: number;
+  reportError(err: unknown, where: string): void;
+  onHandshakeTimeout(first: boolean): void;
+}
+
+/**
+ * One client connection as its front-end sees it: the facts, and the handshake
+ * deadline. A class rather than closures: an idle relay keeps it (through its close
+ * listener), so its size is paid by every open connection.
+ */
+class Connection implements FrontEndContext {
+  private timer: NodeJS.Timeout | undefined = undefined;
+  private served = false;
+  constructor(
+    private readonly shared: Shared,
+    private readonly socket: Socket,
+    readonly client: ClientFacts,
+    readonly cert: CertFacts | undefined,
+  ) {}
+  get pipeline() {
+    return this.shared.pipeline;
+  }
+  get limits() {
+    return this.shared.limits;
+  }
+  handshakeDone(): void {
+    this.served = true;
+    this.clearDeadline();
+  }
+  handshakeStart(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(handshakeExpired, this.shared.timeoutMs, this);
+    this.timer.unref();
+  }
+  clearDeadline(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+  expired(): void {
+    this.timer = undefined;
+    this.shared.onHandshakeTimeout(!this.served);
+    this.socket.destroy();
+  }
+  reportError(err: unknown, where: string): void {
+    this.shared.reportError(err, where);
+  }
+}
+
+function handshakeExpired(c: Connection): void {
+  c.expired();
 }
 
 /**

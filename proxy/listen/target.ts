@@ -20,7 +20,11 @@ const NUMERIC_LABEL = /^(0x[0-9a-f]*|[0-9]+)$/;
 export function canonicalIp(text: string): string | null {
   let t = text;
   if (t.startsWith('[') && t.endsWith(']')) t = t.slice(1, -1);
-  if (t.includes('%') || isIP(t) === 0) return null;
+  const family = isIP(t);
+  // Node's IPv4 syntax is the canonical dotted quad already (no leading zeros): the
+  // common case costs no parse.
+  if (family === 4) return t;
+  if (family === 0 || t.includes('%')) return null;
   try {
     return ipaddr.process(t).toString();
   } catch {

@@ -9,12 +9,18 @@ import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { type AclContext, type Decision, evaluate } from '../../acl-lang/index.js';
 import type { AuditWriter, Log } from '../audit/logging.js';
-import { auditRecord } from '../audit/record.js';
+import { type AuditRecord, auditRecord } from '../audit/record.js';
 import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
 import { RequestContext, type RequestFacts } from '../context/request-context.js';
 import type { SocketTable } from '../context/socket-table.js';
 import { type HandoverRecord, type Json, toJson, whyNotTransferable } from '../relay/handover.js';
-import { type CloseReason, type Relay, RelayRegistry, relay } from '../relay/index.js';
+import {
+  type CloseReason,
+  type Relay,
+  type RelayOptions,
+  RelayRegistry,
+  relay,
+} from '../relay/index.js';
 import type { Snapshot } from '../state/snapshot.js';
 import {
   ConnectError,
@@ -47,21 +53,55 @@ export interface PipelineOptions {
   onDenial?: (d: DenialInfo) => void;
 }
 
-/** What a reload needs to re-evaluate an open relay or forward exchange. */
+/**
+ * What an open relay or forward exchange keeps: enough to write its close record, to
+ * re-evaluate it on reload and to hand it over at a restart — plain data only, since
+ * thousands of idle relays each keep one (the request's context, decision and closures
+ * are dropped once the relay starts).
+ */
 interface OpenEntry {
-  ctx: RequestContext;
+  traceId: string;
+  /** The decision record's fields: the close record repeats them. */
+  fields: Partial<AuditRecord>;
+  /** The request as the front-end gave it (a context is rebuilt from it on reload). */
+  facts: RequestFacts;
   /** The attribute values computed when it was opened (never recomputed). */
   openValues: Record<string, ReturnType<AclContext['get']>>;
   /** The address actually connected to: dst.ip for rules that did not ask for it then. */
   remoteIp: string | undefined;
+  idleTimeoutMs: number;
+  /** Why it cannot be handed over to the next process (undefined: it can). */
+  whyNot?: string;
+  /** The record it came with from the previous process (it may be handed over again). */
+  resumed?: HandoverRecord;
   /** Set when a reload closed it: the close record says why. */
   closedBy?: { decision: Decision };
-  /** Restart hand-over (proxy/relay/handover.ts): the record of a relay that can go on in
-   * the next process; absent when it cannot, and `whyNot` says why. */
-  handover?: (at: { bytesUp: number; bytesDown: number; startedAt: number }) => HandoverRecord;
-  whyNot?: string;
   /** Set when a stop closed it instead of handing it over: the close record says why. */
   stopNote?: string;
+}
+
+/** Restart hand-over (proxy/relay/handover.ts): the record of a relay that goes on in the next process. */
+function handoverRecord(
+  e: OpenEntry,
+  at: { bytesUp: number; bytesDown: number; startedAt: number },
+): HandoverRecord {
+  if (e.resumed) return { ...e.resumed, ...at };
+  const { target, protocol, cmd, client, cert } = e.facts;
+  return {
+    v: 1,
+    traceId: e.traceId,
+    ...at,
+    idleTimeoutMs: e.idleTimeoutMs,
+    fields: toJson(e.fields) as { [k: string]: Json },
+    facts: toJson({ target, protocol, cmd, client, cert }) as { [k: string]: Json },
+    openValues: toJson(e.openValues) as { [k: string]: Json },
+    remoteIp: e.remoteIp ?? null,
+  };
+}
+
+/** Who closed an entry early, for its close record's reason. */
+function closeNote(e: OpenEntry): string | undefined {
+  return e.closedBy ? `after reload: ${e.closedBy.decision.reason}` : e.stopNote;
 }
 
 /** close_reason of a relay a restart closed instead of handing it over (TLS, HTTP/2,
@@ -150,6 +190,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
 
   interface Decided {
     snap: Snapshot;
+    facts: RequestFacts;
     ctx: RequestContext;
     decision: Decision;
     traceId: string;
@@ -183,12 +224,15 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
       timeZone: opts.timeZone,
     });
     const names = snap.acl?.attributes ?? NO_NAMES;
-    await ctx.prepare(names, shutdown.signal);
+    // Most rule sets need no I/O: then there is nothing to wait for.
+    const preparing = ctx.prepare(names, shutdown.signal);
+    if (preparing !== undefined) await preparing;
     const t0 = process.hrtime.bigint();
     let decision = evaluate(snap.acl, ctx, { defaultBackend: state.defaultBackend });
     const evalUs = Number((process.hrtime.bigint() - t0) / 1000n);
     const out: Decided = {
       snap,
+      facts,
       ctx,
       decision,
       traceId,
@@ -282,13 +326,13 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
   }
 
   function closeRecord(
-    d: Decided,
+    fields: Partial<AuditRecord>,
     stats: { bytesUp: number; bytesDown: number; durationMs: number; closeReason: string },
     reason?: string,
   ) {
     audit.write(
       auditRecord('close', {
-        ...d.fields,
+        ...fields,
         ...(reason !== undefined ? { reason } : {}),
         bytes_up: stats.bytesUp,
         bytes_down: stats.bytesDown,
@@ -298,7 +342,11 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     );
   }
 
-  /** Allowed: connect. A failure still gets its close record (the decision said allow). */
+  /**
+   * Allowed: connect. The decision record is the caller's to write once the client has
+   * its answer (its `route` names the way actually taken); a failure writes it here,
+   * with its close record (the decision said allow).
+   */
   async function connect(d: Decided, req: Req, started: number) {
     try {
       if (d.dnsError) throw d.dnsError;
@@ -314,10 +362,8 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         },
         backends,
       );
-      // The decision record names the way actually taken.
       d.fields.route = exit.route;
       if (exit.note) d.fields.reason = `${d.decision.reason}; ${exit.note}`;
-      audit.write(auditRecord('decision', d.fields));
       return exit;
     } catch (err) {
       const e =
@@ -326,7 +372,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         auditRecord('decision', { ...d.fields, reason: `${d.decision.reason}; ${e.message}` }),
       );
       closeRecord(
-        d,
+        d.fields,
         {
           bytesUp: 0,
           bytesDown: 0,
@@ -340,6 +386,30 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
   }
 
   const stoppingRefusal: Refusal = { reason: 'overloaded', message: 'portail is shutting down' };
+
+  /** The relay of an allowed request (or of one handed over by the previous process). */
+  function startRelay(
+    client: Duplex,
+    upstream: Duplex,
+    entry: OpenEntry,
+    initial?: { bytesUp: number; bytesDown: number; startedAt: number },
+  ): void {
+    let r: Relay | undefined;
+    let gone = false;
+    const opts: RelayOptions = {
+      idleTimeoutMs: entry.idleTimeoutMs,
+      onClose(stats) {
+        gone = true;
+        if (r) registry.delete(r);
+        closeRecord(entry.fields, notHandedOver(entry, stats), closeNote(entry));
+        settled();
+      },
+    };
+    if (initial) opts.initial = initial;
+    if (entry.resumed) opts.traceId = entry.resumed.traceId;
+    r = relay(client, upstream, opts);
+    if (!gone) registry.add(r, entry);
+  }
 
   async function tunnel(req: ProxyRequest): Promise<void> {
     if (stopping) return req.reject(stoppingRefusal);
@@ -360,9 +430,10 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         client = req.accept(exit.bound);
       } catch (err) {
         exit.stream.destroy();
+        audit.write(auditRecord('decision', d.fields));
         const why = `client gone before the reply: ${(err as Error).message}`;
         closeRecord(
-          d,
+          d.fields,
           {
             bytesUp: 0,
             bytesDown: 0,
@@ -373,45 +444,19 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         );
         return;
       }
+      // Once the client has its answer: the audit is not on the reply's path.
+      audit.write(auditRecord('decision', d.fields));
       const entry: OpenEntry = {
-        ctx: d.ctx,
+        traceId: d.traceId,
+        fields: d.fields,
+        facts: d.facts,
         openValues: d.ctx.snapshot(),
         remoteIp: exit.remoteIp,
+        idleTimeoutMs: d.snap.config.idleTimeoutMs,
       };
       const whyNot = whyNotTransferable(client, exit.stream);
-      if (whyNot === null) {
-        entry.handover = (at) => ({
-          v: 1,
-          traceId: d.traceId,
-          ...at,
-          idleTimeoutMs: d.snap.config.idleTimeoutMs,
-          fields: toJson(d.fields) as { [k: string]: Json },
-          facts: toJson({
-            target: req.target,
-            protocol: req.protocol,
-            cmd: req.cmd,
-            client: req.client,
-            cert: req.cert,
-          }) as { [k: string]: Json },
-          openValues: toJson(entry.openValues) as { [k: string]: Json },
-          remoteIp: entry.remoteIp ?? null,
-        });
-      } else entry.whyNot = whyNot;
-      let r: Relay | undefined;
-      let gone = false;
-      r = relay(client, exit.stream, {
-        idleTimeoutMs: d.snap.config.idleTimeoutMs,
-        onClose(stats) {
-          gone = true;
-          if (r) registry.delete(r);
-          const newReason = entry.closedBy
-            ? `after reload: ${entry.closedBy.decision.reason}`
-            : entry.stopNote;
-          closeRecord(d, notHandedOver(entry, stats), newReason);
-          settled();
-        },
-      });
-      if (!gone) registry.add(r, entry);
+      if (whyNot !== null) entry.whyNot = whyNot;
+      startRelay(client, exit.stream, entry);
     } catch (err) {
       log.error(`internal error on ${req.target.host}:${req.target.port}: ${(err as Error).stack}`);
       try {
@@ -439,10 +484,14 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         const e = err as ConnectError;
         return { ok: false, refusal: { reason: e.reason, message: e.message } };
       }
+      audit.write(auditRecord('decision', d.fields));
       const entry: OpenEntry = {
-        ctx: d.ctx,
+        traceId: d.traceId,
+        fields: d.fields,
+        facts: d.facts,
         openValues: d.ctx.snapshot(),
         remoteIp: exit.remoteIp,
+        idleTimeoutMs: d.snap.config.idleTimeoutMs,
         whyNot: 'a plain HTTP exchange',
       };
       let closedBy: CloseReason | undefined;
@@ -461,18 +510,15 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
           if (finished) return;
           finished = true;
           registry.delete(handle);
-          const newReason = entry.closedBy
-            ? `after reload: ${entry.closedBy.decision.reason}`
-            : entry.stopNote;
           closeRecord(
-            d,
+            d.fields,
             {
               ...stats,
               durationMs: Date.now() - started,
               closeReason: notHandedOver(entry, { closeReason: closedBy ?? stats.closeReason })
                 .closeReason,
             },
-            newReason,
+            closeNote(entry),
           );
           settled();
         },
@@ -514,7 +560,15 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     let closed = 0;
     await Promise.all(
       entries.map(async ([item, e]) => {
-        await e.ctx.prepare(names);
+        // A fresh context from the request's facts computes what the new rules need
+        // and the old ones did not (client.uid, …); what was computed then stays.
+        const ctx = new RequestContext(e.facts, {
+          resolver: next.services.resolver,
+          socketTable,
+          now,
+          timeZone: opts.timeZone,
+        });
+        await ctx.prepare(names);
         const frozen = RequestContext.fromSnapshot(e.openValues as never, {
           now,
           timeZone: opts.timeZone,
@@ -524,7 +578,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
             const v = frozen.get(name);
             if (v !== undefined) return v;
             if (name === 'dst.ip') return e.remoteIp;
-            return e.ctx.get(name);
+            return ctx.get(name);
           },
         };
         const decision = evaluate(next.acl, view, { defaultBackend: state.defaultBackend });
@@ -568,7 +622,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
       shutdown.abort(new ConnectError('internal', 'portail is shutting down'));
       if (handover) {
         for (const [, e] of registry.list())
-          e.stopNote ??= `cannot be handed over to the next process: ${e.whyNot ?? 'still connecting'}`;
+          e.stopNote ??= `cannot be handed over to the next process: ${e.whyNot ?? 'its hand-over failed'}`;
       }
       registry.closeAll(reason);
     },
@@ -578,11 +632,11 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     detachForHandover() {
       const out: HandedOver[] = [];
       for (const [item, e] of registry.list()) {
-        if (!e.handover) continue;
+        if (e.whyNot !== undefined) continue;
         const got = registry.detach(item);
         if (!got) continue;
         const { client, upstream, bytesUp, bytesDown, startedAt } = got.relay;
-        const record = e.handover({ bytesUp, bytesDown, startedAt });
+        const record = handoverRecord(e, { bytesUp, bytesDown, startedAt });
         out.push({
           client,
           upstream,
@@ -610,49 +664,21 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
       return out;
     },
     resume(client, upstream, rec, unread) {
-      const ctx = new RequestContext(rec.facts as unknown as RequestFacts, {
-        resolver: state.current().services.resolver,
-        socketTable,
-        now,
-        timeZone: opts.timeZone,
-      });
       const entry: OpenEntry = {
-        ctx,
+        traceId: rec.traceId,
+        fields: rec.fields as Partial<AuditRecord>,
+        facts: rec.facts as unknown as RequestFacts,
         openValues: rec.openValues as OpenEntry['openValues'],
         remoteIp: rec.remoteIp ?? undefined,
-      };
-      // It may be handed over again at the next restart.
-      entry.handover = (at) => ({ ...rec, ...at });
-      let r: Relay | undefined;
-      let gone = false;
-      r = relay(client, upstream, {
         idleTimeoutMs: rec.idleTimeoutMs,
-        initial: {
-          bytesUp: rec.bytesUp + unread.up,
-          bytesDown: rec.bytesDown + unread.down,
-          startedAt: rec.startedAt,
-        },
-        traceId: rec.traceId,
-        onClose(stats) {
-          gone = true;
-          if (r) registry.delete(r);
-          const reason = entry.closedBy
-            ? `after reload: ${entry.closedBy.decision.reason}`
-            : entry.stopNote;
-          audit.write(
-            auditRecord('close', {
-              ...rec.fields,
-              ...(reason !== undefined ? { reason } : {}),
-              bytes_up: stats.bytesUp,
-              bytes_down: stats.bytesDown,
-              duration_ms: stats.durationMs,
-              close_reason: notHandedOver(entry, stats).closeReason,
-            }),
-          );
-          settled();
-        },
+        // It may be handed over again at the next restart.
+        resumed: rec,
+      };
+      startRelay(client, upstream, entry, {
+        bytesUp: rec.bytesUp + unread.up,
+        bytesDown: rec.bytesDown + unread.down,
+        startedAt: rec.startedAt,
       });
-      if (!gone) registry.add(r, entry);
     },
   };
 }

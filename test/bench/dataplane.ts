@@ -37,6 +37,7 @@ import {
   tmpDir,
   which,
 } from '../harness/index.js';
+import { shebangFlags } from './lib/daemon-flags.js';
 import { type Endpoint, socksConnect, timeFirstByte } from './lib/socks5-client.js';
 
 const GiB = 1024 ** 3;
@@ -269,6 +270,7 @@ async function startPortail(
     started = await startProcess(
       process.execPath,
       [
+        ...shebangFlags(cli),
         cli,
         'daemon',
         '--config',

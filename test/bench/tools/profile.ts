@@ -8,6 +8,7 @@
 //   node dist/test/bench/tools/profile.js idle [count]       RSS per idle relay (default 2000)
 //   … --keep   keeps the .cpuprofile (path printed), for Chrome DevTools
 //   … --no-prof   no profiler (its sampling costs CPU): clean CPU figures only
+//   … --node-flag=FLAG   a Node/V8 flag for the daemon (repeatable)
 import { spawn } from 'node:child_process';
 import {
   closeSync,
@@ -32,6 +33,7 @@ import {
   stopAll,
   tmpDir,
 } from '../../harness/index.js';
+import { shebangFlags } from '../lib/daemon-flags.js';
 import { socksConnect, timeFirstByte } from '../lib/socks5-client.js';
 
 interface Node {
@@ -96,6 +98,9 @@ async function main() {
       ...(process.argv.includes('--heap')
         ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${tmpdir()}`]
         : []),
+      ...shebangFlags(cli),
+      // --node-flag=--max-semi-space-size=1 …: more V8/Node flags for the daemon.
+      ...process.argv.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice(12)),
       cli,
       'daemon',
       '--config',
