@@ -115,6 +115,66 @@ export interface Pipeline {
   tunnel(req: ProxyRequest): Promise<void>;
   /** Plain HTTP absolute-form request: decide and connect; the front-end does the HTTP exchange. */
   forward(req: Omit<ProxyRequest, 'accept' | 'reject'>): Promise<ForwardOutcome>;
-  /** One UDP datagram's destination (SOCKS5 UDP ASSOCIATE): may it be sent? Cached per destination by the caller. */
-  allowDatagram(req: Omit<ProxyRequest, 'accept' | 'reject'>): Promise<boolean>;
+  /**
+   * SOCKS5 UDP ASSOCIATE: opens an association (its own decision record, registered
+   * like an open relay) and returns the session through which each destination is
+   * decided, or the refusal to answer with.
+   */
+  associate(
+    req: DatagramRequest,
+    handle: AssociationHandle,
+  ): DatagramSession | Refusal | Promise<DatagramSession | Refusal>;
+}
+
+export type DatagramRequest = Omit<ProxyRequest, 'accept' | 'reject'>;
+
+/** One destination's answer; the UDP front-end caches it for the association's life. */
+export type DatagramVerdict =
+  /** Direct exit. `addresses`: the ones the ACL checked (rules read dst.ip): send only there. */
+  | { send: true; addresses?: string[] }
+  /** Denied, routed to a backend without a direct fallback, DNS failure for dst.ip… */
+  | { send: false };
+
+/** How an association ended (the `close_reason`, same names as the TCP relay's). */
+export type AssociationCloseReason =
+  | 'completed' // the client closed its control connection (FIN)
+  | 'client_error' // the control connection was reset, or the client's side failed
+  | 'upstream_error' // an outbound socket failed (e.g. outgoing-address not local)
+  | 'idle_timeout' // no datagram relayed either way for idle-timeout
+  | 'policy_changed'
+  | 'shutdown';
+
+export interface AssociationStats {
+  /** Payload bytes sent to destinations (SOCKS headers excluded). */
+  bytesUp: number;
+  /** Payload bytes delivered to the client (SOCKS headers excluded). */
+  bytesDown: number;
+  durationMs: number;
+  closeReason: AssociationCloseReason;
+}
+
+/** The association as the pipeline may act on it (registered like an open relay). */
+export interface AssociationHandle {
+  /** Ends it: sockets and control connection closed, then `closed()` with this reason. */
+  close(reason: AssociationCloseReason): void;
+  /** After a reload: every destination is decided again, under the new rules. */
+  forgetDecisions(): void;
+}
+
+export interface DatagramSession {
+  /** No datagram relayed either way for this long ends the association; 0 = never. */
+  readonly idleTimeoutMs: number;
+  /** Source address of outbound datagrams (config `outgoing-address`). */
+  readonly outgoingAddress?: string;
+  /** Address advertised in the ASSOCIATE reply (config `public-address`). */
+  readonly publicAddress?: string;
+  /** Context, ACL and decision record for one destination (called once per destination). */
+  decide(target: Target): Promise<DatagramVerdict>;
+  /** Addresses of a name, with the direct exits' resolver (`[dns] resolvers`). */
+  resolve(host: string): Promise<string[]>;
+  /** An allowed destination that cannot be sent to (e.g. no address of the family of
+   * outgoing-address): reported once per destination, its datagrams dropped. */
+  undeliverable(target: Target, why: string): void;
+  /** Called exactly once when the association ends: its `close` record. */
+  closed(stats: AssociationStats): void;
 }

@@ -86,7 +86,8 @@ export function serveSocks5(socket: Socket, ctx: FrontEndContext): void {
       connect(socket, ctx, { host, port });
     } else {
       ctx.handshakeDone();
-      startUdpAssociation(socket, ctx, port);
+      // DST.ADDR/PORT: where the client will send from (RFC 1928), when it knows.
+      startUdpAssociation(socket, ctx, port, host);
     }
     return false;
   };

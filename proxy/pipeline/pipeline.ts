@@ -9,8 +9,9 @@ import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { type AclContext, type Decision, evaluate } from '../../acl-lang/index.js';
 import type { AuditWriter, Log } from '../audit/logging.js';
-import { type AuditRecord, auditRecord } from '../audit/record.js';
+import { type AuditRecord, auditRecord, formatEndpoint } from '../audit/record.js';
 import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
+import { datagramExit } from '../connect/datagram-exit.js';
 import { RequestContext, type RequestFacts } from '../context/request-context.js';
 import type { SocketTable } from '../context/socket-table.js';
 import { type HandoverRecord, type Json, toJson, whyNotTransferable } from '../relay/handover.js';
@@ -23,7 +24,9 @@ import {
 } from '../relay/index.js';
 import type { Snapshot } from '../state/snapshot.js';
 import {
+  type AssociationHandle,
   ConnectError,
+  type DatagramSession,
   type ForwardOutcome,
   type Pipeline,
   type ProxyRequest,
@@ -78,6 +81,13 @@ interface OpenEntry {
   closedBy?: { decision: Decision };
   /** Set when a stop closed it instead of handing it over: the close record says why. */
   stopNote?: string;
+  /** A SOCKS5 UDP association (re-evaluated destination by destination). */
+  association?: AssociationHandle;
+}
+
+/** 32 hex digits, shared by a request's decision and close records. */
+function newTraceId(): string {
+  return randomUUID().replaceAll('-', '');
 }
 
 /** Restart hand-over (proxy/relay/handover.ts): the record of a relay that goes on in the next process. */
@@ -208,7 +218,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
    */
   async function decide(req: Req, deferAllow = false): Promise<Decided> {
     const snap = state.current();
-    const traceId = randomUUID().replaceAll('-', '');
+    const traceId = newTraceId();
     const facts: RequestFacts = {
       target: req.target,
       protocol: req.protocol,
@@ -532,24 +542,105 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     }
   }
 
-  async function allowDatagram(req: Req): Promise<boolean> {
-    if (stopping) return false;
-    try {
-      const d = await decide(req);
-      if (d.decision.action !== 'allow') {
-        await refusal(d);
-        return false;
-      }
-      // Datagrams only have the direct exit.
-      return (
-        d.decision.action === 'allow' &&
-        d.dnsError === undefined &&
-        d.decision.backends.every((b) => b === 'direct')
-      );
-    } catch (err) {
-      log.error(`internal error on datagram to ${req.target.host}: ${(err as Error).message}`);
-      return false;
-    }
+  /**
+   * SOCKS5 UDP ASSOCIATE. The association gets a decision record of its own (allowed:
+   * each destination is then decided by the ACL) whose trace id its close record
+   * carries; it is registered like a relay (shutdown closes it, a reload makes it
+   * decide its destinations again). Datagrams only have the direct exit
+   * (connect/datagram-exit.ts says when a decision naming backends may use it).
+   */
+  function associate(req: Req, handle: AssociationHandle): DatagramSession | Refusal {
+    if (stopping) return stoppingRefusal;
+    const snap = state.current();
+    const started = Date.now();
+    const traceId = newTraceId();
+    const { target, protocol, cmd, client, cert } = req;
+    const facts: RequestFacts = { target, protocol, cmd, client };
+    if (cert) facts.cert = cert;
+    const fields: Partial<AuditRecord> = {
+      trace_id: traceId,
+      protocol,
+      client: formatEndpoint(client.ip, client.port),
+      host: target.host,
+      port: target.port,
+      action: 'allow',
+      route: 'direct',
+      reason: 'UDP association opened: each destination is decided by the ACL',
+    };
+    audit.write(auditRecord('decision', fields));
+    const entry: OpenEntry = {
+      traceId,
+      fields,
+      facts,
+      openValues: {},
+      remoteIp: undefined,
+      idleTimeoutMs: snap.config.idleTimeoutMs,
+      whyNot: 'a UDP association',
+      association: handle,
+    };
+    const item = { close: (reason: CloseReason) => handle.close(reason) };
+    registry.add(item, entry);
+    let ended = false;
+    const { outgoingAddress, publicAddress } = snap.config;
+    return {
+      idleTimeoutMs: snap.config.idleTimeoutMs,
+      ...(outgoingAddress !== undefined ? { outgoingAddress } : {}),
+      ...(publicAddress !== undefined ? { publicAddress } : {}),
+      async decide(dest) {
+        if (stopping || ended) return { send: false };
+        try {
+          const d = await decide({ ...req, target: dest }, true);
+          if (d.decision.action !== 'allow') {
+            await refusal(d);
+            return { send: false };
+          }
+          if (d.dnsError) {
+            audit.write(
+              auditRecord('decision', {
+                ...d.fields,
+                reason: `${d.decision.reason}; ${d.dnsError.message}: datagrams dropped`,
+              }),
+            );
+            return { send: false };
+          }
+          const exit = datagramExit(d.decision.backends, {
+            fallbackToDirect: d.snap.config.fallbackToDirect,
+            reevaluate: () => fallbackVerdict(d),
+          });
+          if (exit.direct) d.fields.route = 'direct';
+          if (exit.note) d.fields.reason = `${d.decision.reason}; ${exit.note}`;
+          audit.write(auditRecord('decision', d.fields));
+          if (!exit.direct) return { send: false };
+          const addresses = exit.addresses ?? d.addresses;
+          return addresses ? { send: true, addresses } : { send: true };
+        } catch (err) {
+          log.error(`internal error on datagram to ${dest.host}: ${(err as Error).message}`);
+          return { send: false };
+        }
+      },
+      resolve: (host) => snap.services.resolver.lookup(host),
+      undeliverable(dest, why) {
+        log.warn(
+          `UDP association ${traceId}: datagrams to ${formatEndpoint(dest.host, dest.port)} dropped: ${why}`,
+        );
+      },
+      closed(stats) {
+        if (ended) return;
+        ended = true;
+        registry.delete(item);
+        closeRecord(
+          fields,
+          {
+            bytesUp: stats.bytesUp,
+            bytesDown: stats.bytesDown,
+            durationMs: Math.max(stats.durationMs, Date.now() - started),
+            closeReason: notHandedOver(entry, { closeReason: stats.closeReason }).closeReason,
+          },
+          closeNote(entry),
+        );
+        settled();
+      },
+    };
   }
 
   async function reevaluate(next: Snapshot) {
@@ -560,6 +651,11 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     let closed = 0;
     await Promise.all(
       entries.map(async ([item, e]) => {
+        // An association decides each destination again, under the new rules.
+        if (e.association) {
+          e.association.forgetDecisions();
+          return;
+        }
         // A fresh context from the request's facts computes what the new rules need
         // and the old ones did not (client.uid, …); what was computed then stays.
         const ctx = new RequestContext(e.facts, {
@@ -596,7 +692,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
   return {
     tunnel,
     forward,
-    allowDatagram,
+    associate,
     reevaluate,
     get active() {
       return inflight + registry.size;

@@ -1,8 +1,11 @@
 // The one fake allowed here: a Pipeline that records what the front-ends hand it and
 // connects to real servers on loopback, so that these tests check the wire formats
 // alone. (End-to-end tests with the real pipeline belong to the daemon's suite.)
+import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import type {
+  AssociationHandle,
+  DatagramSession,
   ForwardOutcome,
   Pipeline,
   ProxyRequest,
@@ -82,9 +85,21 @@ export class FakePipeline implements Pipeline {
     }
   }
 
-  async allowDatagram(req: Recorded): Promise<boolean> {
-    this.datagrams.push(strip(req));
-    return this.policy(req) === undefined;
+  /** Each destination goes through `policy` like a tunnel; direct exit, system resolver. */
+  async associate(req: Recorded, _handle: AssociationHandle): Promise<DatagramSession | Refusal> {
+    return {
+      idleTimeoutMs: 0,
+      decide: async (target) => {
+        const r = { ...req, target };
+        this.datagrams.push(strip(r));
+        return this.policy(r) === undefined ? { send: true } : { send: false };
+      },
+      resolve: async (host) => [
+        FAKE_HOSTS.get(host) ?? (await lookup(host, { all: true }))[0]?.address ?? host,
+      ],
+      undeliverable() {},
+      closed() {},
+    };
   }
 
   private connect(target: Target): Promise<net.Socket> {

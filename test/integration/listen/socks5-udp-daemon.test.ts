@@ -1,8 +1,7 @@
 // SOCKS5 UDP ASSOCIATE through the real daemon (real pipeline, ACL and audit file):
 // what the ACL allows echoes, what it denies or routes to a backend is dropped, with one
-// decision record per destination, not per datagram. The tests marked todo need the
-// pipeline to offer associations (Pipeline.associate, proxy/listen/socks5-udp-session.ts):
-// idle-timeout, outgoing-address, public-address and the close record.
+// decision record per destination, not per datagram; idle-timeout, outgoing-address,
+// public-address and the association's close record.
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -10,8 +9,6 @@ import { type TestContext, test } from 'node:test';
 import { type Portail, startPortail } from '../daemon/portail.js';
 import { sleep } from './fake-pipeline.js';
 import { ipv4, RawClient } from './helpers.js';
-
-const PENDING = 'needs Pipeline.associate (proxy/listen/socks5-udp-session.ts) in the pipeline';
 
 interface Echo {
   port: number;
@@ -104,9 +101,7 @@ test('a destination routed to a backend is dropped (UDP has only the direct exit
   assert.equal(decisionsFor(p, routed.port).length, 1);
 });
 
-test('idle-timeout ends the association; its close record has both byte counters', {
-  todo: PENDING,
-}, async (t) => {
+test('idle-timeout ends the association; its close record has both byte counters', async (t) => {
   const echo = await udpEcho(t);
   const p = await startPortail(t, { config: 'idle-timeout = "300ms"\n' });
   const a = await associate(t, p);
@@ -120,7 +115,7 @@ test('idle-timeout ends the association; its close record has both byte counters
   assert.equal(close.protocol, 'socks5');
 });
 
-test('outgoing-address is the source of direct datagrams', { todo: PENDING }, async (t) => {
+test('outgoing-address is the source of direct datagrams', async (t) => {
   const echo = await udpEcho(t);
   const p = await startPortail(t, { config: 'outgoing-address = "127.0.0.2"\n' });
   const a = await associate(t, p);
@@ -129,7 +124,7 @@ test('outgoing-address is the source of direct datagrams', { todo: PENDING }, as
   assert.deepEqual(echo.from, ['127.0.0.2']);
 });
 
-test('public-address is the address in the ASSOCIATE reply', { todo: PENDING }, async (t) => {
+test('public-address is the address in the ASSOCIATE reply', async (t) => {
   const p = await startPortail(t, { config: 'public-address = "192.0.2.7"\n' });
   const a = await associate(t, p);
   assert.equal(a.address, '192.0.2.7');

@@ -63,7 +63,10 @@ class AssociatingFake extends FakePipeline {
       a.length = 0;
   }
 
-  async associate(req: DatagramRequest, handle: AssociationHandle) {
+  override async associate(
+    req: DatagramRequest,
+    handle: AssociationHandle,
+  ): Promise<DatagramSession | Refusal> {
     this.associations.push(req);
     this.handles.push(handle);
     if (this.associateDelayMs) await sleep(this.associateDelayMs);

@@ -343,9 +343,10 @@ test('forward (plain HTTP): refusal or an upstream; finish() writes the close re
   assert.equal(closes[0].trace_id, records.of('decision')[1].trace_id);
 });
 
-test('allowDatagram: one decision record per check, no close record', async () => {
+test('associate: a decision record for the association and one per destination; one close record with its trace id', async () => {
   const { pipeline, records } = await setup('policy dns { when port == 53 action allow }\n');
-  const base = {
+  const req = {
+    target: { host: '0.0.0.0', port: 0 },
     protocol: 'socks5' as const,
     cmd: 'udp_associate' as const,
     client: {
@@ -356,17 +357,32 @@ test('allowDatagram: one decision record per check, no close record', async () =
       auth: 'none' as const,
     },
   };
-  assert.equal(
-    await pipeline.allowDatagram({ ...base, target: { host: '127.0.0.1', port: 53 } }),
-    true,
-  );
-  assert.equal(
-    await pipeline.allowDatagram({ ...base, target: { host: '127.0.0.1', port: 54 } }),
-    false,
-  );
+  const forgotten: string[] = [];
+  const session = await pipeline.associate(req, {
+    close() {},
+    forgetDecisions: () => forgotten.push('x'),
+  });
+  assert.ok('decide' in session, 'a session, not a refusal');
+  assert.deepEqual(await session.decide({ host: '127.0.0.1', port: 53 }), { send: true });
+  assert.deepEqual(await session.decide({ host: '127.0.0.1', port: 54 }), { send: false });
+  const decisions = records.of('decision');
   assert.deepEqual(
-    records.of('decision').map((r) => r.action),
-    ['allow', 'deny'],
+    decisions.map((r) => [r.action, r.port]),
+    [
+      ['allow', 0],
+      ['allow', 53],
+      ['deny', 54],
+    ],
   );
   assert.equal(records.of('close').length, 0);
+  assert.equal(pipeline.active, 1, 'registered like a relay');
+  session.closed({ bytesUp: 3, bytesDown: 4, durationMs: 5, closeReason: 'idle_timeout' });
+  session.closed({ bytesUp: 3, bytesDown: 4, durationMs: 5, closeReason: 'idle_timeout' });
+  const closes = records.of('close');
+  assert.equal(closes.length, 1, 'one close record, however often closed() is called');
+  assert.equal(closes[0].trace_id, decisions[0].trace_id);
+  assert.equal(closes[0].bytes_up, 3);
+  assert.equal(closes[0].bytes_down, 4);
+  assert.equal(closes[0].close_reason, 'idle_timeout');
+  assert.equal(pipeline.active, 0);
 });
