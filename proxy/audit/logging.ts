@@ -103,7 +103,10 @@ export function createLogging(opts: LoggingOptions): Logging {
           ? pino.destination({ dest: 1, sync: false })
           : key === 'stderr'
             ? pino.destination({ dest: 2, sync: true })
-            : pino.destination({ dest: key.slice(5), sync: false, mkdir: true, append: true });
+            : // A file takes a write at once (page cache): a decision is on record before a
+              // byte of its connection is relayed, at no measured cost against
+              // asynchronous writes (which hand each write to a thread).
+              pino.destination({ dest: key.slice(5), sync: true, mkdir: true, append: true });
       // A closed stdout or a full disk must not crash the proxy; say it once.
       let reported = false;
       dest.on('error', (err: Error) => {

@@ -131,10 +131,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     ctx.handshakeStart();
 
     const detect = () =>
-      readHead(socket, (protocol, head) => {
-        socket.unshift(head);
-        route(protocol, socket, ctx, false);
-      });
+      readHead(socket, (protocol, head) => route(protocol, socket, ctx, false, head));
     if (!opts.proxyProtocol?.()) {
       detect();
       return;
@@ -163,12 +160,15 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
   }
 
   /** TLS is terminated once (never nested); plaintext is refused when require-tls says so. */
+  /** `head`: the bytes detection read (SOCKS5 parses them at once, the others get them back). */
   function route(
     protocol: DetectedProtocol,
     socket: Socket,
     ctx: FrontEndContext,
     decrypted: boolean,
+    head?: Buffer,
   ): void {
+    if (head !== undefined && protocol !== 'socks5') socket.unshift(head);
     try {
       if (protocol === 'tls') {
         if (decrypted || !opts.onTls) {
@@ -185,7 +185,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
         socket.destroy();
         return;
       }
-      dispatch(protocol, socket, ctx);
+      dispatch(protocol, socket, ctx, head);
     } catch (err) {
       reportError(err, `dispatch ${protocol}`);
       socket.destroy();
@@ -217,16 +217,18 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     if (outcome.alpn === 'h2') route('http2', tlsSocket, ctx, true);
     else if (outcome.alpn === 'http/1.1') route('http1', tlsSocket, ctx, true);
     else
-      readHead(tlsSocket, (protocol, head) => {
-        tlsSocket.unshift(head);
-        route(protocol, tlsSocket, ctx, true);
-      });
+      readHead(tlsSocket, (protocol, head) => route(protocol, tlsSocket, ctx, true, head));
   }
 
-  function dispatch(protocol: DetectedProtocol, socket: Socket, ctx: FrontEndContext): void {
+  function dispatch(
+    protocol: DetectedProtocol,
+    socket: Socket,
+    ctx: FrontEndContext,
+    head?: Buffer,
+  ): void {
     switch (protocol) {
       case 'socks5':
-        serveSocks5(socket, ctx);
+        serveSocks5(socket, ctx, head);
         return;
       case 'http2':
         http2.serve(socket, ctx);

@@ -29,8 +29,9 @@ import { runTunnel } from './tunnel.js';
 const METHOD_REPLY = Buffer.from([SOCKS_VERSION, METHOD_NO_AUTH]);
 const NO_METHOD_REPLY = Buffer.from([SOCKS_VERSION, METHOD_NONE_ACCEPTABLE]);
 
-export function serveSocks5(socket: Socket, ctx: FrontEndContext): void {
-  let buf: Buffer = Buffer.alloc(0);
+/** `head`: bytes already read from `socket` (by protocol detection), parsed first. */
+export function serveSocks5(socket: Socket, ctx: FrontEndContext, head?: Buffer): void {
+  let buf: Buffer = head ?? Buffer.alloc(0);
   let stage: 'greeting' | 'request' = 'greeting';
 
   const stop = () => {
@@ -101,6 +102,9 @@ export function serveSocks5(socket: Socket, ctx: FrontEndContext): void {
     }
   }
 
+  // What detection read usually holds the whole greeting: answer it without waiting
+  // for another turn of the event loop.
+  if (buf.length > 0 && !advance()) return;
   socket.on('readable', onReadable);
   socket.on('end', onEnd);
 }
