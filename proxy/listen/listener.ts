@@ -216,8 +216,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     };
     if (outcome.alpn === 'h2') route('http2', tlsSocket, ctx, true);
     else if (outcome.alpn === 'http/1.1') route('http1', tlsSocket, ctx, true);
-    else
-      readHead(tlsSocket, (protocol, head) => route(protocol, tlsSocket, ctx, true, head));
+    else readHead(tlsSocket, (protocol, head) => route(protocol, tlsSocket, ctx, true, head));
   }
 
   function dispatch(
