@@ -1,5 +1,6 @@
 // Data-plane benchmark: portail against the SOCKS5 servers people would otherwise use
-// (dante, microsocks) and against no proxy at all, from an nginx origin on loopback,
+// (dante, microsocks), against no proxy at all and against a bare Node proxy (the floor
+// of any Node proxy: lib/bare-node-socks.ts), from an nginx origin on loopback,
 // interleaved in one run so that every row sees the same machine state.
 //
 //   npm run bench:dataplane              (build first; or node dist/test/bench/dataplane.js)
@@ -449,6 +450,23 @@ async function main() {
   if (want('microsocks')) {
     const m = await startMicrosocks({});
     proxies.push({ name: 'microsocks', endpoint: m, pgid: m.pid, roles: all, res: noResults() });
+  }
+  if (want('node')) {
+    // The floor of any Node proxy here (reference, no target): lib/bare-node-socks.ts.
+    const port = await freePort();
+    const script = fileURLToPath(new URL('./lib/bare-node-socks.js', import.meta.url));
+    const b = await startProcess(process.execPath, [script, String(port)], {
+      readyWhen: port,
+      timeoutMs: 10_000,
+      name: 'node (bare pipe)',
+    });
+    proxies.push({
+      name: 'node (bare pipe)',
+      endpoint: { host: '127.0.0.1', port },
+      pgid: b.pid,
+      roles: all,
+      res: noResults(),
+    });
   }
   const live = proxies.filter((p) => !p.unavailable);
   const log = (m: string) => console.error(`[dataplane] ${m}`);
