@@ -6,8 +6,7 @@
 // the native addon: without them the records go to stdout as JSON, with one warning.
 // Records are written once per decision/close, in batches a few milliseconds later
 // (batch.ts): nothing here runs per relayed byte or before a client's answer.
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync } from 'node:fs';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { addon } from '../../systemd/addon.js';
 import {
@@ -17,6 +16,7 @@ import {
 } from '../../systemd/journald.js';
 import type { AuditSink, LogLevel } from '../config/types.js';
 import { atExit, type Batcher, createBatcher } from './batch.js';
+import { type FileSink, openFileSink } from './file-sink.js';
 import { humanLine, keyValues } from './human.js';
 import { type AuditRecord, auditJsonLine, auditMessage } from './record.js';
 
@@ -63,8 +63,7 @@ const LEVELS: Record<string, number> = {
 };
 
 interface Stream {
-  dest: DestinationStream & { flushSync?: () => void; reopen?: () => void };
-  file: boolean;
+  dest: DestinationStream & { flushSync?: () => void };
 }
 
 function journaldReachable(): boolean {
@@ -84,43 +83,27 @@ export function createLogging(opts: LoggingOptions): Logging {
   const warnings: string[] = [];
   const journalOk = opts.journaldAvailable ?? journaldReachable;
 
-  function stream(key: 'stdout' | 'stderr' | `file:${string}`): Stream {
+  function stream(key: 'stdout' | 'stderr'): Stream {
     let s = streams.get(key);
     if (!s) {
-      if (key.startsWith('file:')) {
-        // An audit file that cannot be written is a start-up error, not records lost
-        // later in silence: open it once now, synchronously.
-        const path = key.slice(5);
-        try {
-          mkdirSync(dirname(path), { recursive: true });
-          closeSync(openSync(path, 'a'));
-        } catch (err) {
-          throw new Error(`cannot open the audit file ${path}: ${(err as Error).message}`);
-        }
-      }
       const dest =
         key === 'stdout'
           ? pino.destination({ dest: 1, sync: false })
-          : key === 'stderr'
-            ? pino.destination({ dest: 2, sync: true })
-            : // A file takes a write at once (page cache): a decision is on record before a
-              // byte of its connection is relayed, at no measured cost against
-              // asynchronous writes (which hand each write to a thread).
-              pino.destination({ dest: key.slice(5), sync: true, mkdir: true, append: true });
-      // A closed stdout or a full disk must not crash the proxy; say it once.
+          : pino.destination({ dest: 2, sync: true });
+      // A closed stdout must not crash the proxy; say it once.
       let reported = false;
       dest.on('error', (err: Error) => {
         if (reported) return;
         reported = true;
         process.stderr.write(`portail: error: cannot write logs to ${key}: ${err.message}\n`);
       });
-      s = { dest, file: key.startsWith('file:') };
+      s = { dest };
       streams.set(key, s);
     }
     return s;
   }
 
-  function jsonLogger(key: 'stdout' | `file:${string}`, level: string): Logger {
+  function jsonLogger(key: 'stdout', level: string): Logger {
     return pino(
       {
         level,
@@ -180,6 +163,7 @@ export function createLogging(opts: LoggingOptions): Logging {
   let auditDestination: string;
   // Decisions leave at once, close records in batches a few milliseconds later (batch.ts).
   let batch: Pick<Batcher<unknown>, 'flush'> | undefined;
+  let file: FileSink | undefined;
   if (sink?.kind === 'journald' && journal) {
     auditDestination = 'journald';
     const b = createBatcher<AuditRecord>((records) => {
@@ -192,14 +176,29 @@ export function createLogging(opts: LoggingOptions): Logging {
     batch = b;
     audit = { write: (r) => (r.event === 'close' ? b.push(r) : b.pushNow(r)) };
   } else if (sink?.kind === 'stdout' || sink?.kind === 'file' || opts.preset === 'container') {
-    const key = sink?.kind === 'file' ? (`file:${sink.path}` as const) : ('stdout' as const);
-    auditDestination = sink?.kind === 'file' ? sink.path : 'stdout';
-    const dest = stream(key).dest;
-    // Serialised at delivery too, with the time the record was written.
+    let out: (text: string) => void;
+    if (sink?.kind === 'file') {
+      const { path } = sink;
+      auditDestination = path;
+      // Synchronous appends (file-sink.ts): a decision is on record before a byte of its
+      // connection is relayed.
+      file = openFileSink(path, (err) =>
+        process.stderr.write(
+          `portail: error: cannot write audit records to ${path}: ${err.message}\n`,
+        ),
+      );
+      const f = file;
+      out = (text) => f.write(text);
+    } else {
+      auditDestination = 'stdout';
+      const dest = stream('stdout').dest;
+      out = (text) => dest.write(text);
+    }
+    // Serialised at delivery, with the time the record was written.
     const b = createBatcher<{ r: AuditRecord; at: number }>((items) => {
       let text = '';
       for (const { r, at } of items) text += auditJsonLine(r, new Date(at));
-      dest.write(text);
+      out(text);
     });
     batch = b;
     audit = {
@@ -239,7 +238,7 @@ export function createLogging(opts: LoggingOptions): Logging {
     reopen() {
       // Records of before the rotation belong to the old file.
       batch?.flush();
-      for (const s of streams.values()) if (s.file) s.dest.reopen?.();
+      file?.reopen();
     },
     flush,
   };

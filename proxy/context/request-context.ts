@@ -71,15 +71,36 @@ export const PROVIDED_ATTRIBUTES: ReadonlyMap<string, AttrType> = new Map(
   PROVIDED_NAMES.map((n) => [n, KNOWN_ATTRIBUTES.get(n) as AttrType]),
 );
 
+/** Every attribute fact() knows, for snapshot(). */
+const FACT_NAMES = [
+  'host',
+  'port',
+  'proxy.protocol',
+  'proxy.cmd',
+  'method',
+  'scheme',
+  'path',
+  'query',
+  'client.ip',
+  'client.port',
+  'client.auth',
+  'client.cert.subject.cn',
+  'client.cert.san',
+  'client.cert.fingerprint',
+  'dst.ip',
+];
+
 const OWNER_ATTRS = ['client.uid', 'client.user', 'client.process.exe', 'client.process.name'];
 const PROCESS_ATTRS = ['client.process.exe', 'client.process.name'];
 const TIME_ATTRS = ['time.hour', 'time.weekday'];
 
 export class RequestContext implements AclContext {
-  /** Attributes known without I/O, computed once at construction. */
-  private readonly facts = new Map<string, AttrValue>();
   /** Attributes fetched by prepare() (or the clock), in the order they were computed. */
   private readonly computed = new Map<string, AttrValue>();
+  /** client.ip in canonical form; dst.ip when the host is an IP literal. */
+  private readonly clientIp: string | undefined;
+  private readonly literalDst: string | undefined;
+  private san: string[] | undefined;
   private dns?: Promise<void>;
   private ownerLookup?: Promise<SocketOwner | undefined>;
   private processLookup?: Promise<void>;
@@ -92,34 +113,57 @@ export class RequestContext implements AclContext {
     private readonly request: RequestFacts,
     private readonly services: ContextServices,
   ) {
-    const { target, protocol, cmd, client, http, cert } = request;
-    const set = (name: string, v: AttrValue | undefined) => {
-      if (v !== undefined) this.facts.set(name, v);
-    };
-    set('host', target.host);
-    set('port', target.port);
-    set('proxy.protocol', protocol);
-    set('proxy.cmd', cmd);
-    // Only a plain forwarded request has these (SPEC 5.3: missing otherwise).
-    if (cmd === 'forward' && http) {
-      set('method', http.method);
-      set('scheme', http.scheme);
-      set('path', http.path);
-      set('query', http.query);
-    }
-    set('client.ip', canonicalIp(client.ip) ?? undefined);
-    set('client.port', client.port);
-    set('client.auth', client.auth);
-    if (cert) {
-      set('client.cert.subject.cn', cert.subjectCn);
-      set('client.cert.san', cert.san ? [...cert.san] : undefined);
-      set('client.cert.fingerprint', cert.fingerprint);
-    }
+    this.clientIp = canonicalIp(request.client.ip) ?? undefined;
     // An IP literal is its own dst.ip: no DNS, nothing to rebind.
-    const literal = canonicalIp(target.host);
+    const literal = canonicalIp(request.target.host);
     if (literal !== null) {
+      this.literalDst = literal;
       this.addresses = [literal];
-      set('dst.ip', literal);
+    }
+  }
+
+  /**
+   * Attributes known without I/O, read from the request when asked (every request
+   * has a context: building a table of them up front would cost each one).
+   */
+  private fact(name: string): AttrValue | undefined {
+    const { target, protocol, cmd, client, http, cert } = this.request;
+    switch (name) {
+      case 'host':
+        return target.host;
+      case 'port':
+        return target.port;
+      case 'proxy.protocol':
+        return protocol;
+      case 'proxy.cmd':
+        return cmd;
+      // Only a plain forwarded request has these (SPEC 5.3: missing otherwise).
+      case 'method':
+        return cmd === 'forward' ? http?.method : undefined;
+      case 'scheme':
+        return cmd === 'forward' ? http?.scheme : undefined;
+      case 'path':
+        return cmd === 'forward' ? http?.path : undefined;
+      case 'query':
+        return cmd === 'forward' ? http?.query : undefined;
+      case 'client.ip':
+        return this.clientIp;
+      case 'client.port':
+        return client.port;
+      case 'client.auth':
+        return client.auth;
+      case 'client.cert.subject.cn':
+        return cert?.subjectCn;
+      case 'client.cert.san':
+        if (cert?.san === undefined) return undefined;
+        this.san ??= [...cert.san];
+        return this.san;
+      case 'client.cert.fingerprint':
+        return cert?.fingerprint;
+      case 'dst.ip':
+        return this.literalDst;
+      default:
+        return undefined;
     }
   }
 
@@ -130,7 +174,7 @@ export class RequestContext implements AclContext {
    */
   prepare(names: ReadonlySet<string>, signal?: AbortSignal): Promise<void> | undefined {
     const work: Promise<unknown>[] = [];
-    if (names.has('dst.ip') && !this.facts.has('dst.ip')) {
+    if (names.has('dst.ip') && this.literalDst === undefined) {
       this.dns ??= this.resolve(signal);
       work.push(this.dns);
     }
@@ -148,9 +192,9 @@ export class RequestContext implements AclContext {
     }
     if (TIME_ATTRS.some((n) => names.has(n))) this.clock();
     // geo.*: an in-memory lookup, but only for rules that name them.
-    if (names.has('geo.country')) this.geoLookup('geo.country', this.facts.get('client.ip'));
+    if (names.has('geo.country')) this.geoLookup('geo.country', this.clientIp);
     if (names.has('dst.geo.country')) {
-      if (this.facts.has('dst.ip')) this.geoLookup('dst.geo.country', this.facts.get('dst.ip'));
+      if (this.literalDst !== undefined) this.geoLookup('dst.geo.country', this.literalDst);
       else {
         this.dns ??= this.resolve(signal);
         work.push(
@@ -172,7 +216,7 @@ export class RequestContext implements AclContext {
   }
 
   get(name: string): AttrValue | undefined {
-    const fact = this.facts.get(name);
+    const fact = this.fact(name);
     if (fact !== undefined) return fact;
     if (name === 'time.hour' || name === 'time.weekday') this.clock();
     return this.computed.get(name);
@@ -191,7 +235,10 @@ export class RequestContext implements AclContext {
   /** Plain record of every attribute computed so far (audit; re-evaluation on reload). */
   snapshot(): Record<string, AttrValue> {
     const out: Record<string, AttrValue> = {};
-    for (const [k, v] of this.facts) out[k] = Array.isArray(v) ? [...v] : v;
+    for (const k of FACT_NAMES) {
+      const v = this.fact(k);
+      if (v !== undefined) out[k] = Array.isArray(v) ? [...v] : v;
+    }
     for (const [k, v] of this.computed) out[k] = Array.isArray(v) ? [...v] : v;
     return out;
   }

@@ -71,7 +71,10 @@ export async function openExit(
   req: ExitRequest,
   registry: BackendRegistry,
 ): Promise<OpenedExit> {
-  const candidates = req.backends.length ? req.backends : [DIRECT];
+  // No route and no default backend: the common case needs no candidate loop.
+  if (req.backends.length === 0)
+    return opened(await direct(snap, req.target, req.addresses, req.signal), DIRECT);
+  const candidates = req.backends;
   const outcome = await tryCandidates(
     candidates,
     (name) =>

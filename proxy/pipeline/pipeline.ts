@@ -32,7 +32,7 @@ import {
   type ProxyRequest,
   type Refusal,
 } from '../types.js';
-import { decisionFields, requestFields } from './audit-fields.js';
+import { decisionRecordFields, requestFields } from './audit-fields.js';
 import { type FallbackVerdict, openExit } from './exit.js';
 import { refusalFor } from './refusal.js';
 
@@ -204,7 +204,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     ctx: RequestContext;
     decision: Decision;
     traceId: string;
-    fields: ReturnType<typeof requestFields> & ReturnType<typeof decisionFields>;
+    fields: Partial<AuditRecord>;
     /** Where to connect when allowed (undefined = let the connector resolve). */
     addresses?: string[];
     /** Set instead of `addresses` when the ACL needed dst.ip and DNS failed. */
@@ -237,16 +237,16 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     // Most rule sets need no I/O: then there is nothing to wait for.
     const preparing = ctx.prepare(names, shutdown.signal);
     if (preparing !== undefined) await preparing;
-    const t0 = process.hrtime.bigint();
+    const t0 = performance.now();
     let decision = evaluate(snap.acl, ctx, { defaultBackend: state.defaultBackend });
-    const evalUs = Number((process.hrtime.bigint() - t0) / 1000n);
+    const evalUs = Math.round((performance.now() - t0) * 1000);
     const out: Decided = {
       snap,
       facts,
       ctx,
       decision,
       traceId,
-      fields: { ...requestFields(req, ctx, traceId), ...decisionFields(decision, evalUs) },
+      fields: decisionRecordFields(req, ctx, traceId, decision, evalUs),
     };
     if (names.has('dst.ip')) {
       const addrs = ctx.resolvedAddresses;
