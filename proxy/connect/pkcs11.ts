@@ -3,9 +3,10 @@
 // that every mistake is reported here in plain words; the TLS handshake itself signs
 // through OpenSSL's pkcs11 engine (libp11), which Node loads by absolute path.
 import { createHash, verify as verifySignature, X509Certificate } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { isAbsolute } from 'node:path';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import tls from 'node:tls';
 import pkcs11js from 'pkcs11js';
 import type { EscaperConfig } from '../config/types.js';
@@ -171,7 +172,7 @@ export interface Pkcs11Identity {
   cert: string;
   /** The engine's id (see pkcs11-engine.ts). */
   privateKeyEngine: string;
-  /** URI for the engine (contains the PIN: never log it). */
+  /** URI for the engine, without the PIN (engineContext hands the PIN over in a file). */
   privateKeyIdentifier: string;
   /** Trust anchors: [escaper] cacert-file, else the system bundle. */
   ca?: string;
@@ -189,26 +190,44 @@ export interface Pkcs11Identity {
  */
 const contexts = new Map<string, tls.SecureContext>();
 
+/** A temporary folder whose path needs no escaping inside a PKCS#11 URI. */
+const SAFE_TMP = /^\/[A-Za-z0-9/._-]*$/;
+
 function engineContext(
   options: tls.SecureContextOptions,
   keyName: string,
   module: string,
+  pin: string | undefined,
 ): tls.SecureContext {
   const key = JSON.stringify([
     options.privateKeyEngine,
     options.privateKeyIdentifier,
+    pin === undefined ? null : createHash('sha256').update(pin).digest('hex'),
     options.cert,
     options.ca,
   ]);
   let ctx = contexts.get(key);
   if (ctx) return ctx;
+  // libp11 prints the key URI on stderr when it cannot load the key: the PIN must not
+  // be in it. It reads `pin-source=file:` while the key is loaded (here, once), so the
+  // PIN goes through a file of our own, readable by us only, removed right after.
+  let pinDir: string | undefined;
   try {
-    ctx = tls.createSecureContext(options);
+    let identifier = options.privateKeyIdentifier as string;
+    if (pin !== undefined) {
+      pinDir = mkdtempSync(join(SAFE_TMP.test(tmpdir()) ? tmpdir() : '/tmp', 'portail-pin-'));
+      const pinFile = join(pinDir, 'pin');
+      writeFileSync(pinFile, pin, { mode: 0o600 });
+      identifier += `;pin-source=file:${pinFile}`;
+    }
+    ctx = tls.createSecureContext({ ...options, privateKeyIdentifier: identifier });
   } catch (e) {
     const msg = (e as Error).message;
     // Once OpenSSL created the engine, its module is fixed, success or not.
     if (!/DSO support routines/.test(msg)) engineBound(module);
     throw fail(`the OpenSSL pkcs11 engine cannot use private key ${keyName}: ${msg}`);
+  } finally {
+    if (pinDir !== undefined) rmSync(pinDir, { recursive: true, force: true });
   }
   engineBound(module);
   contexts.set(key, ctx);
@@ -373,7 +392,6 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
     if (keyLabel) parts.push(`object=${encodeAttr(keyLabel)}`);
     if (keyId.length) parts.push(`id=${encodeAttr(keyId)}`);
     parts.push('type=private');
-    if (pin !== undefined) parts.push(`pin-value=${encodeAttr(pin)}`);
     const options: tls.SecureContextOptions = {
       cert: cert.toString(),
       privateKeyEngine: engineId,
@@ -400,7 +418,7 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
   // Only now: the engine must not find the module still initialized by us.
   const identity: Pkcs11Identity = {
     ...(found.options as Omit<Pkcs11Identity, 'secureContext'>),
-    secureContext: engineContext(found.options, found.keyName, found.module),
+    secureContext: engineContext(found.options, found.keyName, found.module, pin),
   };
   return identity;
 }

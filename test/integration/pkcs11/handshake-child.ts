@@ -1,7 +1,9 @@
 // Child process for the PKCS#11 tests: OpenSSL's pkcs11 engine loads once per process,
 // so each identity is tried in a fresh one. Input: one JSON argument; output: one JSON line.
 import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import tls from 'node:tls';
 import type { EscaperConfig } from '../../../proxy/config/types.js';
 import { pkcs11TlsOptions } from '../../../proxy/connect/pkcs11.js';
@@ -41,9 +43,19 @@ async function handshake(port: number, opts: tls.SecureContextOptions): Promise<
 }
 
 const input = JSON.parse(process.argv[2]) as Input;
-const out: { certs: string[]; answers: string[]; error?: string; sameContext?: boolean } = {
+const out: {
+  certs: string[];
+  answers: string[];
+  error?: string;
+  sameContext?: boolean;
+  /** The engine URIs handed to tls.connect (the PIN must not be in them). */
+  identifiers: string[];
+  /** PIN files left behind in the temporary folder (there must be none). */
+  pinFilesLeft?: string[];
+} = {
   certs: [],
   answers: [],
+  identifiers: [],
 };
 try {
   const contexts: unknown[] = [];
@@ -55,6 +67,7 @@ try {
     }
     const opts = await pkcs11TlsOptions(escaper);
     out.certs.push(String(opts.cert));
+    out.identifiers.push(String(opts.privateKeyIdentifier));
     contexts.push((opts as { secureContext?: unknown }).secureContext);
     for (let i = 0; i < input.connections; i++) out.answers.push(await handshake(input.port, opts));
   }
@@ -62,4 +75,5 @@ try {
 } catch (e) {
   out.error = (e as Error).message;
 }
+out.pinFilesLeft = readdirSync(tmpdir()).filter((f) => f.startsWith('portail-pin-'));
 process.stdout.write(`${JSON.stringify(out)}\n`);
