@@ -37,11 +37,15 @@ export function openFileSink(path: string, onError: (err: Error) => void): FileS
     write(text) {
       if (fd < 0) return;
       try {
-        const buf = Buffer.from(text);
-        let off = 0;
-        // A regular file takes everything at once; a short write (disk nearly full) is
-        // continued rather than leaving half a line.
-        while (off < buf.length) off += writeSync(fd, buf, off);
+        // The string is encoded by the write itself (no Buffer per batch). A regular file
+        // takes everything at once; a short write (disk nearly full) is continued rather
+        // than leaving half a line.
+        const total = Buffer.byteLength(text);
+        let off = writeSync(fd, text);
+        if (off < total) {
+          const buf = Buffer.from(text);
+          while (off < total) off += writeSync(fd, buf, off);
+        }
       } catch (err) {
         fail(err);
       }
