@@ -261,9 +261,8 @@ export function startUdpAssociation(
             dest.state = 'denied';
             return;
           }
-          // TODO(pipeline): a decision routing to a backend must come back here as
-          // { send: false } unless the proxy/connect helper deciding "direct allowed for
-          // this decision" (s2-chain, item 6) says the direct exit is allowed.
+          // A decision naming backends comes back as send: false unless SPEC 5.3's
+          // fallback allows the direct exit (the pipeline's associate, datagramExit).
           dest.state = 'allowed';
           if (v.addresses !== undefined) dest.checked = v.addresses;
           for (const d of queued) send(dest, d);
