@@ -130,3 +130,31 @@ test('public-address is the address in the ASSOCIATE reply', async (t) => {
   assert.equal(a.address, '192.0.2.7');
   assert.equal(net.isIP(a.address), 4);
 });
+
+test('a reload decides every destination again: one now denied stops, the association stays', async (t) => {
+  const echo = await udpEcho(t);
+  const other = await udpEcho(t);
+  const p = await startPortail(t, { acl: 'policy all { action allow }\n' });
+  const a = await associate(t, p);
+  a.send(echo.port, 'before');
+  assert.equal(await a.next(), 'echo:before');
+  p.writeAcl(
+    `policy no_more { when port == ${echo.port} action deny }\npolicy all { action allow }\n`,
+  );
+  p.signal('SIGHUP');
+  await p.waitRecord((r) => r.event === 'reload' && r.result === 'ok', 5000);
+  a.send(echo.port, 'after');
+  assert.equal(await a.next(500), undefined, 'a destination the new rules deny still got through');
+  a.send(other.port, 'other');
+  assert.equal(await a.next(), 'echo:other', 'the association itself was closed by the reload');
+  assert.deepEqual(echo.from, ['127.0.0.1'], 'the denied datagram reached the destination');
+  const denied = await p.waitRecord(
+    (r) => r.event === 'decision' && r.port === echo.port && r.action === 'deny',
+  );
+  assert.equal(denied.policy, 'no_more');
+  assert.equal(
+    p.records().filter((r) => r.event === 'close').length,
+    0,
+    'the association is still open',
+  );
+});
