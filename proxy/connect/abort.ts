@@ -9,3 +9,42 @@ export function abortError(signal: AbortSignal, what: string): ConnectError {
   const detail = reason instanceof Error && reason.message ? `: ${reason.message}` : '';
   return new ConnectError('timeout', `${what} aborted${detail}`);
 }
+
+/**
+ * `fn` runs when `signal` aborts; returns the way to stop watching. Every watcher of one
+ * signal shares a single listener: the pipeline's shutdown signal is watched by every
+ * connection attempt, and an EventTarget listener per attempt was measurable per
+ * connection (docs/performance.md).
+ */
+export function watchAbort(signal: AbortSignal, fn: () => void): () => void {
+  if (signal.aborted) {
+    // Its 'abort' event is past: run `fn` as if it had just fired.
+    let live = true;
+    queueMicrotask(() => {
+      if (live) fn();
+    });
+    return () => {
+      live = false;
+    };
+  }
+  let set = watchers.get(signal);
+  if (set === undefined) {
+    const fns = new Set<() => void>();
+    set = fns;
+    watchers.set(signal, fns);
+    signal.addEventListener(
+      'abort',
+      () => {
+        watchers.delete(signal);
+        for (const f of fns) f();
+      },
+      { once: true },
+    );
+  }
+  const s = set;
+  s.add(fn);
+  return () => {
+    s.delete(fn);
+  };
+}
+const watchers = new WeakMap<AbortSignal, Set<() => void>>();

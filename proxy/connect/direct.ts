@@ -6,8 +6,9 @@
 import net from 'node:net';
 import { relaySocket } from '../relay/fast-read.js';
 import { ConnectError, type Target } from '../types.js';
-import { abortError } from './abort.js';
+import { abortError, watchAbort } from './abort.js';
 import { canonicalIp, happyEyeballsOrder } from './address-order.js';
+import { addDeadline } from './deadlines.js';
 import type { Resolver } from './resolver.js';
 
 /** RFC 8305 "Connection Attempt Delay": the next address is tried after this, or as soon as the previous attempt fails. */
@@ -104,22 +105,27 @@ function race(
 ): Promise<net.Socket> {
   const literal = canonicalIp(target.host);
   return new Promise((resolve, reject) => {
-    const attempts = new Map<net.Socket, { timer: NodeJS.Timeout; cleanup: () => void }>();
+    const attempts = new Map<net.Socket, { cancelDeadline: () => void; cleanup: () => void }>();
     const failures: ConnectError[] = [];
     let next = 0;
     let stagger: NodeJS.Timeout | undefined;
     let settled = false;
 
-    const onAbort = () => settle(abortError(o.signal as AbortSignal, `connect to ${label}`));
-    o.signal?.addEventListener('abort', onAbort, { once: true });
+    // Shared watchers and deadlines (abort.ts, deadlines.ts): no listener and no timer of
+    // its own per attempt.
+    const unwatch = o.signal
+      ? watchAbort(o.signal, () =>
+          settle(abortError(o.signal as AbortSignal, `connect to ${label}`)),
+        )
+      : undefined;
 
     function settle(err: ConnectError | null, winner?: net.Socket) {
       if (settled) return;
       settled = true;
       clearTimeout(stagger);
-      o.signal?.removeEventListener('abort', onAbort);
+      unwatch?.();
       for (const [sock, a] of attempts) {
-        clearTimeout(a.timer);
+        a.cancelDeadline();
         a.cleanup();
         if (sock !== winner) discard(sock);
       }
@@ -131,7 +137,7 @@ function race(
     function failed(sock: net.Socket, err: ConnectError) {
       const a = attempts.get(sock);
       if (!a || settled) return;
-      clearTimeout(a.timer);
+      a.cancelDeadline();
       a.cleanup();
       attempts.delete(sock);
       discard(sock);
@@ -165,19 +171,17 @@ function race(
       const onError = (err: Error) => failed(sock, classify(err, where));
       sock.once('connect', onConnect);
       sock.on('error', onError);
-      const timer = setTimeout(
-        () =>
-          failed(
-            sock,
-            new ConnectError(
-              'timeout',
-              `connect to ${where} timed out after ${o.connectTimeoutMs} ms`,
-            ),
+      const cancelDeadline = addDeadline(o.connectTimeoutMs, () =>
+        failed(
+          sock,
+          new ConnectError(
+            'timeout',
+            `connect to ${where} timed out after ${o.connectTimeoutMs} ms`,
           ),
-        o.connectTimeoutMs,
+        ),
       );
       attempts.set(sock, {
-        timer,
+        cancelDeadline,
         cleanup: () => {
           sock.removeListener('connect', onConnect);
           sock.removeListener('error', onError);

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { test } from 'node:test';
+import { watchAbort } from '../../../proxy/connect/abort.js';
+import { addDeadline } from '../../../proxy/connect/deadlines.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('a deadline fires once, not before its time and within an eighth more', async () => {
+  const t0 = performance.now();
+  const fired: number[] = [];
+  addDeadline(200, () => fired.push(performance.now() - t0));
+  await sleep(150);
+  assert.deepEqual(fired, [], 'not before its time');
+  await sleep(150);
+  assert.equal(fired.length, 1);
+  assert.ok((fired[0] ?? 0) >= 200, `fired after ${fired[0]} ms`);
+  assert.ok((fired[0] ?? 0) <= 200 + 25 + 40, `fired after ${fired[0]} ms (timer slack included)`);
+  await sleep(100);
+  assert.equal(fired.length, 1, 'once');
+});
+
+test('a cancelled deadline never fires; the others of its group still do', async () => {
+  const fired: string[] = [];
+  const cancelA = addDeadline(80, () => fired.push('a'));
+  addDeadline(80, () => fired.push('b'));
+  const cancelC = addDeadline(80, () => fired.push('c'));
+  cancelA();
+  cancelC();
+  cancelC(); // twice is harmless
+  await sleep(160);
+  assert.deepEqual(fired, ['b']);
+});
+
+test('the same callback registered twice fires twice, each cancellable on its own', async () => {
+  let n = 0;
+  const f = () => n++;
+  const first = addDeadline(50, f);
+  addDeadline(50, f);
+  first();
+  await sleep(120);
+  assert.equal(n, 1);
+});
+
+test('watchAbort: one listener per signal for any number of watchers; unwatch works', () => {
+  const ac = new AbortController();
+  const calls: string[] = [];
+  const stops = ['a', 'b', 'c'].map((x) => watchAbort(ac.signal, () => calls.push(x)));
+  assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+  stops[1]?.();
+  ac.abort();
+  assert.deepEqual(calls, ['a', 'c']);
+  ac.abort();
+  assert.deepEqual(calls, ['a', 'c'], 'once');
+});
+
+test('watchAbort on a signal already aborted runs the watcher soon, unless unwatched', async () => {
+  const ac = new AbortController();
+  ac.abort();
+  const calls: string[] = [];
+  watchAbort(ac.signal, () => calls.push('late'));
+  const stop = watchAbort(ac.signal, () => calls.push('cancelled'));
+  stop();
+  assert.deepEqual(calls, [], 'not synchronously');
+  await sleep(0);
+  assert.deepEqual(calls, ['late']);
+});
