@@ -4,11 +4,11 @@
 // DNS-rebinding safety: when the pipeline passes `addresses` (the ones the ACL saw as
 // dst.ip), we connect to those and only those, never resolving the name again.
 import net from 'node:net';
+import { addDeadline } from '../deadlines.js';
 import { relaySocket } from '../relay/fast-read.js';
 import { ConnectError, type Target } from '../types.js';
 import { abortError, watchAbort } from './abort.js';
 import { canonicalIp, happyEyeballsOrder } from './address-order.js';
-import { addDeadline } from './deadlines.js';
 import type { Resolver } from './resolver.js';
 
 /** RFC 8305 "Connection Attempt Delay": the next address is tried after this, or as soon as the previous attempt fails. */

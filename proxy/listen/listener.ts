@@ -2,8 +2,9 @@
 // or passed by systemd), detects the protocol from the first bytes without consuming
 // them, and hands the socket to its front-end. It owns the two limits every protocol
 // shares: the handshake deadline (first byte to complete request) and max-connections.
-// Nothing here blocks: an idle client costs one timer and a listener, never a wait.
+// Nothing here blocks: an idle client costs a deadline entry and a listener, never a wait.
 import type { Socket } from 'node:net';
+import { addDeadline } from '../deadlines.js';
 import type { CertFacts, ClientFacts, Pipeline } from '../types.js';
 import { answerAndClose, LINGER_MS } from './close.js';
 import { DETECT_MAX_BYTES, type DetectedProtocol, detectProtocol } from './detect.js';
@@ -300,7 +301,8 @@ interface Shared {
  * listener), so its size is paid by every open connection.
  */
 class Connection implements FrontEndContext {
-  private timer: NodeJS.Timeout | undefined = undefined;
+  /** Cancels the handshake deadline (proxy/deadlines.ts: no timer per connection). */
+  private cancel: (() => void) | undefined = undefined;
   private served = false;
   constructor(
     private readonly shared: Shared,
@@ -319,27 +321,22 @@ class Connection implements FrontEndContext {
     this.clearDeadline();
   }
   handshakeStart(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(handshakeExpired, this.shared.timeoutMs, this);
-    this.timer.unref();
+    this.cancel?.();
+    this.cancel = addDeadline(this.shared.timeoutMs, () => this.expired());
   }
   clearDeadline(): void {
-    if (this.timer === undefined) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.cancel === undefined) return;
+    this.cancel();
+    this.cancel = undefined;
   }
   expired(): void {
-    this.timer = undefined;
+    this.cancel = undefined;
     this.shared.onHandshakeTimeout(!this.served);
     this.socket.destroy();
   }
   reportError(err: unknown, where: string): void {
     this.shared.reportError(err, where);
   }
-}
-
-function handshakeExpired(c: Connection): void {
-  c.expired();
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import { watchAbort } from '../../../proxy/connect/abort.js';
-import { addDeadline } from '../../../proxy/connect/deadlines.js';
+import { addDeadline } from '../../../proxy/deadlines.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

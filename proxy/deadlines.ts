@@ -1,8 +1,8 @@
-// Connect timeouts without a timer per attempt: attempts with the same timeout share one
-// interval that checks their deadlines IDLE_STEPS times per period (the relay's idle
-// check works the same way). An attempt therefore fails between `ms` and `ms` + 1/8 of
-// it after it started — "connect-timeout and a little" — and the common case, an
-// attempt that connects at once, costs a Set insertion and removal.
+// Timeouts without a timer each (connect-timeout per attempt, handshake-timeout per
+// client connection): deadlines with the same duration share one interval that checks
+// them 8 times per period (the relay's idle check works the same way). One fires
+// between `ms` and `ms` + 1/8 of it after it was set — "the timeout and a little" — and
+// the common case, cancelled long before, costs a Map insertion and removal.
 
 const STEPS = 8;
 
