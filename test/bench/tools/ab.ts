@@ -1,0 +1,96 @@
+// Not a benchmark run by scripts/bench.mjs (sub-folder): a tool for telling whether a
+// change to the set-up path helps. Starts one daemon per build (a copy of `dist/` made
+// before the change, the current one…) behind the same nginx origin, then runs rounds of
+// sequential SOCKS5 set-ups against each in turn, so that every build sees the same
+// machine state, and prints p50/p90/p99 and the daemon's CPU per connection. Differences
+// under ~5 % are noise on a shared 2-core machine: run it twice.
+//
+//   cp -r dist /tmp/base-dist            (before the change; then rebuild)
+//   node dist/test/bench/tools/ab.js /tmp/base-dist dist [--rounds=4] [--n=500]
+//   … DIST|--flag|--flag   Node flags for that daemon (in addition to the bin's)
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  freePort,
+  groupCpuSeconds,
+  sleep,
+  startNginx,
+  startProcess,
+  stopAll,
+  tmpDir,
+} from '../../harness/index.js';
+import { shebangFlags } from '../lib/daemon-flags.js';
+import { timeFirstByte } from '../lib/socks5-client.js';
+
+async function main() {
+  const args = process.argv.slice(2);
+  const opt = (k: string, d: number) =>
+    Number(args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d);
+  const rounds = opt('rounds', 4);
+  const n = opt('n', 500);
+  const builds = args.filter((a) => !a.startsWith('--'));
+  if (builds.length === 0) {
+    console.error('usage: ab.js DIST[|--node-flag…] DIST… [--rounds=4] [--n=500]');
+    process.exit(2);
+  }
+  const root = tmpDir(undefined, 'portail-ab-www-');
+  const nginx = await startNginx({ root, workers: 'auto' });
+  const origin = { host: '127.0.0.1', port: nginx.port };
+  const dir = tmpDir(undefined, 'portail-ab-');
+  writeFileSync(join(dir, 'filter.acl'), 'policy allow_all {\n  action allow\n}\n');
+  writeFileSync(
+    join(dir, 'portail.toml'),
+    `filter-acl-rules-path = "filter.acl"\nwatch-acl = false\nmax-connections = 10000\n\n[log]\naudit = "file:${join(dir, 'audit.jsonl')}"\nlevel = "warn"\n`,
+  );
+  const daemons = [];
+  for (const spec of builds) {
+    const [dist, ...flags] = spec.split('|');
+    const cli = join(resolve(dist as string), 'proxy/cli/portail.js');
+    readFileSync(cli); // a clear error for a wrong path
+    const port = await freePort();
+    const p = await startProcess(
+      process.execPath,
+      [
+        ...shebangFlags(cli),
+        ...flags,
+        cli,
+        'daemon',
+        '--config',
+        join(dir, 'portail.toml'),
+        '--bind-proxy-address',
+        `127.0.0.1:${port}`,
+      ],
+      { readyWhen: port, timeoutMs: 15_000, name: spec },
+    );
+    daemons.push({
+      spec,
+      pid: p.pid,
+      proxy: { host: '127.0.0.1', port },
+      times: [] as number[],
+      cpu: 0,
+    });
+  }
+  for (const d of daemons) for (let i = 0; i < 200; i++) await timeFirstByte(d.proxy, origin);
+  for (let r = 0; r < rounds; r++) {
+    for (const d of daemons) {
+      const cpu0 = groupCpuSeconds(d.pid);
+      for (let i = 0; i < n; i++) d.times.push(await timeFirstByte(d.proxy, origin));
+      await sleep(50); // its close records and sockets' ends count for it
+      d.cpu += groupCpuSeconds(d.pid) - cpu0;
+    }
+  }
+  for (const d of daemons) {
+    const t = [...d.times].sort((a, b) => a - b);
+    const q = (x: number) => (t[Math.floor(t.length * x)] ?? 0).toFixed(3);
+    console.log(
+      `${d.spec}: p50 ${q(0.5)} p90 ${q(0.9)} p99 ${q(0.99)} ms, ${((d.cpu / (rounds * n)) * 1e6).toFixed(0)} µs CPU per connection`,
+    );
+  }
+}
+
+main()
+  .catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAll());
