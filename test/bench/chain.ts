@@ -11,7 +11,7 @@
 // The HTTP/1.1 row's workstation has `http2 = false` on its backend: it offers only
 // `http/1.1` by ALPN, so the gateway serves HTTP/1.1 CONNECT on a mutual-TLS connection
 // of its own per tunnel (no extra hop). See docs/performance.md, "Chaining".
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
   closeSync,
@@ -35,6 +35,7 @@ import {
 } from '../harness/index.js';
 import { startPortail } from '../integration/daemon/portail.js';
 import { startGateway } from '../integration/gateway/gateway.js';
+import { curlDownload, median, percentile } from './lib/measure.js';
 import { type Endpoint, timeFirstByte } from './lib/socks5-client.js';
 
 const GiB = 1024 ** 3;
@@ -49,43 +50,10 @@ const hooks: (() => void | Promise<void>)[] = [];
 const owner: Owner = { after: (fn) => void hooks.push(fn) };
 const log = (m: string) => console.error(`[chain] ${m}`);
 
-function median(xs: number[]): number | undefined {
-  if (!xs.length) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
-function percentile(xs: number[], p: number): number | undefined {
-  if (!xs.length) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
-}
-
 /** One curl download through a SOCKS5 proxy; MB/s (10^6), the size checked. */
-function download(proxy: Endpoint, url: string, expect: number): Promise<number> {
-  const args = ['-sS', '-o', '/dev/null', '-w', '%{size_download}', '--max-time', '600'];
-  args.push('--socks5-hostname', `${proxy.host}:${proxy.port}`, url);
-  const t0 = process.hrtime.bigint();
-  return new Promise((resolve, reject) => {
-    const c = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d) => {
-      out += d;
-    });
-    c.stderr.on('data', (d) => {
-      err += d;
-    });
-    c.once('error', reject);
-    c.once('close', (code) => {
-      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-      const n = Number(out.trim());
-      if (code !== 0 || n !== expect)
-        reject(new Error(`curl exited ${code}, ${n} of ${expect} bytes: ${err.trim()}`));
-      else resolve(n / 1e6 / secs);
-    });
-  });
+async function download(proxy: Endpoint, url: string, expect: number): Promise<number> {
+  const { bytes, secs } = await curlDownload(proxy, url, expect);
+  return bytes / 1e6 / secs;
 }
 
 /** A workstation portail whose only route is an identity-aware `http` backend at `port`. */

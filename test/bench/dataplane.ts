@@ -1,18 +1,3 @@
-// Data-plane benchmark: portail against the SOCKS5 servers people would otherwise use
-// (dante, microsocks), against no proxy at all and against a bare Node proxy (the floor
-// of any Node proxy: lib/bare-node-socks.ts), from an nginx origin on loopback,
-// interleaved in one run so that every row sees the same machine state.
-//
-//   npm run bench:dataplane              (build first; or node dist/test/bench/dataplane.js)
-//   node dist/test/bench/dataplane.js --quick      smaller sizes, a smoke run (~1 min)
-//   … --only=dante,microsocks   … --json=FILE
-//
-// Figures: single-stream throughput of a 1 GiB download (curl --socks5-hostname) and the
-// proxy's CPU-seconds per GiB (all its processes, from /proc); the same with 8 parallel
-// streams; connection set-up time p50/p99 over 500 sequential connections, timed by a
-// Node client (SOCKS5 handshake + CONNECT + first response byte); memory per idle relay
-// with 2,000 open relays. See docs/performance.md.
-import { spawn } from 'node:child_process';
 import {
   closeSync,
   existsSync,
@@ -39,6 +24,7 @@ import {
   which,
 } from '../harness/index.js';
 import { shebangFlags } from './lib/daemon-flags.js';
+import { curlDownload, median, percentile } from './lib/measure.js';
 import { type Endpoint, socksConnect, timeFirstByte } from './lib/socks5-client.js';
 
 const GiB = 1024 ** 3;
@@ -118,19 +104,6 @@ function parseArgs() {
   };
 }
 
-function median(xs: number[]): number | undefined {
-  if (!xs.length) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
-function percentile(xs: number[], p: number): number | undefined {
-  if (!xs.length) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
-}
-
 /** Sum of the group's proportional set sizes (shared pages split between its processes). */
 function groupPssBytes(pgid: number): number {
   let sum = 0;
@@ -150,31 +123,6 @@ function groupRss(pgid: number): number {
   return groupMembers(pgid).reduce((s, m) => s + m.rssBytes, 0);
 }
 
-/** One curl download; resolves with the bytes received (checked against the size). */
-function curlDownload(proxy: Endpoint | undefined, url: string, expect: number): Promise<number> {
-  const args = ['-sS', '-o', '/dev/null', '-w', '%{size_download}', '--max-time', '600'];
-  if (proxy) args.push('--socks5-hostname', `${proxy.host}:${proxy.port}`);
-  args.push(url);
-  return new Promise((resolve, reject) => {
-    const c = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d) => {
-      out += d;
-    });
-    c.stderr.on('data', (d) => {
-      err += d;
-    });
-    c.once('error', reject);
-    c.once('close', (code) => {
-      const n = Number(out.trim());
-      if (code !== 0 || n !== expect) {
-        reject(new Error(`curl exited ${code}, ${n} of ${expect} bytes: ${err.trim()}`));
-      } else resolve(n);
-    });
-  });
-}
-
 /** Throughput (MB/s, 10^6) and the proxy's CPU-seconds per GiB for `streams` parallel downloads. */
 async function throughput(
   p: Proxy,
@@ -188,7 +136,7 @@ async function throughput(
     Array.from({ length: streams }, () => curlDownload(p.endpoint, url, bytesEach)),
   );
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  const bytes = got.reduce((a, b) => a + b, 0);
+  const bytes = got.reduce((a, b) => a + b.bytes, 0);
   const cpu = p.pgid ? groupCpuSeconds(p.pgid) - cpu0 : undefined;
   return {
     mbps: bytes / 1e6 / secs,
