@@ -119,6 +119,8 @@ for (const [source, options] of [
     });
 
     test('a client running as another user: its uid and user name', async (t) => {
+      // Deliberate: only root can start a process under another uid. CI runs as root
+      // (where a skip fails the run), so this is skipped on developers' accounts only.
       if (process.getuid?.() !== 0) return t.skip('needs root to run a client as another uid');
       const nobody = 65534;
       const l = await listener('127.0.0.1');
@@ -247,6 +249,7 @@ describe('sockDiagOwner (the addon, NETLINK_SOCK_DIAG)', () => {
   });
 
   test('a client running as another user (65534)', async (t) => {
+    // Deliberate: see the same test above (root only; CI runs as root).
     if (process.getuid?.() !== 0) return t.skip('needs root to run a client as another uid');
     const l = await listener('127.0.0.1');
     const accepted = l.next();
