@@ -4,8 +4,8 @@
 // - systemd: journald's native protocol (PORTAIL_* fields, MESSAGE, PRIORITY).
 // `[log] audit` overrides the audit destination only. journald needs its socket and
 // the native addon: without them the records go to stdout as JSON, with one warning.
-// Records are written once per decision/close, in batches a few milliseconds later
-// (batch.ts): nothing here runs per relayed byte or before a client's answer.
+// Records are written once per decision/close (batch.ts: a decision at once, a close up
+// to 10 ms later with the next write): nothing here runs per relayed byte.
 import { existsSync } from 'node:fs';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { addon } from '../../systemd/addon.js';
