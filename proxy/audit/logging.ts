@@ -18,7 +18,7 @@ import type { AuditSink, LogLevel } from '../config/types.js';
 import { atExit, type Batcher, createBatcher } from './batch.js';
 import { type FileSink, openFileSink } from './file-sink.js';
 import { humanLine, keyValues } from './human.js';
-import { type AuditRecord, auditJsonLine, auditMessage } from './record.js';
+import { type AuditRecord, auditJsonLine, auditMessage, auditRecord } from './record.js';
 
 export type LogPreset = 'development' | 'systemd' | 'container';
 
@@ -194,16 +194,26 @@ export function createLogging(opts: LoggingOptions): Logging {
       const dest = stream('stdout').dest;
       out = (text) => dest.write(text);
     }
-    // Serialised at delivery, with the time the record was written.
-    const b = createBatcher<{ r: AuditRecord; at: number }>((items) => {
-      let text = '';
-      for (const { r, at } of items) text += auditJsonLine(r, new Date(at));
-      out(text);
-    });
+    // Serialised when written (a close record then costs nothing on the next request's
+    // path, where the batch is delivered), delivered in batches (batch.ts).
+    const b = createBatcher<string>((lines) => out(lines.length === 1 ? lines[0] : lines.join('')));
     batch = b;
     audit = {
-      write: (r) =>
-        r.event === 'close' ? b.push({ r, at: Date.now() }) : b.pushNow({ r, at: Date.now() }),
+      write(r) {
+        let line: string;
+        try {
+          line = auditJsonLine(r);
+        } catch (err) {
+          // Never from the pipeline's own fields; a record must not take a request down.
+          line = auditJsonLine(
+            auditRecord('error', {
+              reason: `unserialisable ${r.event} record: ${(err as Error).message}`,
+            }),
+          );
+        }
+        if (r.event === 'close') b.push(line);
+        else b.pushNow(line);
+      },
     };
   } else {
     // development without `[log] audit`: readable lines next to the diagnostics.

@@ -65,15 +65,20 @@ export function formatEndpoint(ip: string, port: number): string {
 /** One human sentence for the record (journald MESSAGE, JSON `msg`). */
 export function auditMessage(r: AuditRecord): string {
   const dest = r.host !== null ? formatEndpoint(r.host, r.port ?? 0) : '?';
-  const who = [r.client, r.user ?? (r.uid !== null ? `uid ${r.uid}` : null), r.process]
-    .filter((x) => x !== null)
-    .join(' ');
+  // Written for every request: plain concatenation, no intermediate arrays.
+  let who = r.client ?? '';
+  const user = r.user ?? (r.uid !== null ? `uid ${r.uid}` : null);
+  if (user !== null) who = who === '' ? user : `${who} ${user}`;
+  if (r.process !== null) who = who === '' ? r.process : `${who} ${r.process}`;
   switch (r.event) {
-    case 'decision':
-      return `${r.action} ${r.protocol ?? ''} ${who} → ${dest}: ${r.reason ?? ''}`.replace(
-        /\s+/g,
-        ' ',
-      );
+    case 'decision': {
+      let head = `${r.action}`;
+      if (r.protocol) head += ` ${r.protocol}`;
+      if (who !== '') head += ` ${who}`;
+      // One line: a reason quoting a multi-line diagnostic is folded.
+      const reason = r.reason ?? '';
+      return `${head} → ${dest}: ${/[^\S ]| {2}/.test(reason) ? reason.replace(/\s+/g, ' ') : reason}`;
+    }
     case 'close':
       return `close ${who} → ${dest}: ${r.close_reason}, ${r.bytes_up ?? 0} bytes up, ${r.bytes_down ?? 0} bytes down, ${r.duration_ms ?? 0} ms`;
     case 'reload':

@@ -47,44 +47,59 @@ export function createDirectConnector(options: DirectConnectorOptions): DirectCo
   }
   const localFamily = localAddress === undefined ? 0 : net.isIP(localAddress);
 
+  const lookup = async (target: Target, signal: AbortSignal | undefined) => {
+    try {
+      return await resolver.lookup(target.host, signal);
+    } catch (err) {
+      if (err instanceof ConnectError) throw err;
+      throw new ConnectError(
+        'dns',
+        `cannot resolve ${target.host}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  };
+
+  /** After the addresses are known: the order, the source family, the attempts. */
+  const attempt = (target: Target, label: string, found: string[], signal?: AbortSignal) => {
+    let addresses = happyEyeballsOrder(found);
+    if (localFamily !== 0) {
+      // A socket bound to an IPv4 source cannot reach an IPv6 destination, and vice versa.
+      addresses = addresses.filter((a) => net.isIP(a) === localFamily);
+      if (addresses.length === 0) {
+        throw new ConnectError(
+          'unreachable',
+          `${label} has no IPv${localFamily} address (outgoing-address is ${localAddress})`,
+        );
+      }
+    }
+    return race(addresses, target, label, { connectTimeoutMs, localAddress, tcpNoDelay, signal });
+  };
+
   return {
-    async connect(target, opts = {}) {
+    // Not async: an IP literal or addresses the ACL checked (the common cases) start
+    // connecting in this very call, without a round of promise resolutions first.
+    connect(target, opts = {}) {
       const { signal } = opts;
       const label = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-      if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
-        throw new ConnectError('internal', `invalid destination port in ${label}`);
-      }
-      if (signal?.aborted) throw abortError(signal, `connect to ${label}`);
-      let addresses: string[];
-      if (opts.addresses !== undefined) {
-        addresses = opts.addresses
-          .map((a) => canonicalIp(a))
-          .filter((a): a is string => a !== null);
-        if (addresses.length === 0)
-          throw new ConnectError('dns', `no address to connect to for ${label}`);
-      } else {
-        try {
-          addresses = await resolver.lookup(target.host, signal);
-        } catch (err) {
-          if (err instanceof ConnectError) throw err;
-          throw new ConnectError(
-            'dns',
-            `cannot resolve ${target.host}: ${err instanceof Error ? err.message : String(err)}`,
-          );
+      try {
+        if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
+          throw new ConnectError('internal', `invalid destination port in ${label}`);
         }
-      }
-      addresses = happyEyeballsOrder(addresses);
-      if (localFamily !== 0) {
-        // A socket bound to an IPv4 source cannot reach an IPv6 destination, and vice versa.
-        addresses = addresses.filter((a) => net.isIP(a) === localFamily);
-        if (addresses.length === 0) {
-          throw new ConnectError(
-            'unreachable',
-            `${label} has no IPv${localFamily} address (outgoing-address is ${localAddress})`,
-          );
+        if (signal?.aborted) throw abortError(signal, `connect to ${label}`);
+        if (opts.addresses !== undefined) {
+          const addresses = opts.addresses
+            .map((a) => canonicalIp(a))
+            .filter((a): a is string => a !== null);
+          if (addresses.length === 0)
+            throw new ConnectError('dns', `no address to connect to for ${label}`);
+          return attempt(target, label, addresses, signal);
         }
+        const literal = canonicalIp(target.host);
+        if (literal !== null) return attempt(target, label, [literal], signal);
+      } catch (err) {
+        return Promise.reject(err);
       }
-      return race(addresses, target, label, { connectTimeoutMs, localAddress, tcpNoDelay, signal });
+      return lookup(target, signal).then((found) => attempt(target, label, found, signal));
     },
   };
 }

@@ -1,6 +1,6 @@
 // SOCKS5 server side (RFC 1928), our own: method negotiation (no-auth only), CONNECT
 // (IPv4, IPv6, domain) handed to the pipeline, UDP ASSOCIATE handed to the UDP relay,
-// BIND and unknown commands answered 0x07. The handshake is read in paused mode with
+// BIND and unknown commands answered 0x07. The handshake is read with
 // hard bounds (a greeting is at most 257 bytes, a request at most 262) and any byte
 // out of place ends the connection, with a 0x01 reply where the protocol has one.
 import type { Socket } from 'node:net';
@@ -35,8 +35,9 @@ export function serveSocks5(socket: Socket, ctx: FrontEndContext, head?: Buffer)
   let stage: 'greeting' | 'request' = 'greeting';
 
   const stop = () => {
-    socket.removeListener('readable', onReadable);
+    socket.removeListener('data', onData);
     socket.removeListener('end', onEnd);
+    socket.pause();
   };
   const fail = (answer: Buffer): false => {
     stop();
@@ -93,20 +94,19 @@ export function serveSocks5(socket: Socket, ctx: FrontEndContext, head?: Buffer)
     return false;
   };
 
-  function onReadable() {
-    for (;;) {
-      const chunk = socket.read() as Buffer | null;
-      if (chunk === null) return;
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      if (!advance()) return;
-    }
+  // 'data' (the socket is paused again once the request is complete, see stop()):
+  // each chunk is parsed in the read's own callback.
+  function onData(chunk: Buffer) {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    advance();
   }
 
   // What detection read usually holds the whole greeting: answer it without waiting
   // for another turn of the event loop.
   if (buf.length > 0 && !advance()) return;
-  socket.on('readable', onReadable);
+  socket.on('data', onData);
   socket.on('end', onEnd);
+  socket.resume();
 }
 
 function connect(socket: Socket, ctx: FrontEndContext, target: Target): void {

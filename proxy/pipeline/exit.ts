@@ -66,14 +66,27 @@ function opened(stream: Duplex, route: string, note?: string): OpenedExit {
   return out;
 }
 
-export async function openExit(
+export function openExit(
   snap: Snapshot,
   req: ExitRequest,
   registry: BackendRegistry,
 ): Promise<OpenedExit> {
-  // No route and no default backend: the common case needs no candidate loop.
+  // No route and no default backend: the common case needs no candidate loop (and no
+  // async layer: the connect starts in this call).
   if (req.backends.length === 0)
-    return opened(await direct(snap, req.target, req.addresses, req.signal), DIRECT);
+    return snap.services.direct
+      .connect(req.target, { signal: req.signal, addresses: req.addresses })
+      .then(openedDirect);
+  return throughCandidates(snap, req, registry);
+}
+
+const openedDirect = (sock: net.Socket) => opened(sock, DIRECT);
+
+async function throughCandidates(
+  snap: Snapshot,
+  req: ExitRequest,
+  registry: BackendRegistry,
+): Promise<OpenedExit> {
   const candidates = req.backends;
   const outcome = await tryCandidates(
     candidates,

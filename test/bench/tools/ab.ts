@@ -8,8 +8,10 @@
 //   cp -r dist /tmp/base-dist            (before the change; then rebuild)
 //   node dist/test/bench/tools/ab.js /tmp/base-dist dist [--rounds=4] [--n=500]
 //   … DIST|--flag|--flag   Node flags for that daemon (in addition to the bin's)
+//   … bare                 the bare Node SOCKS5 proxy (lib/bare-node-socks.ts): the floor
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   freePort,
   groupCpuSeconds,
@@ -44,6 +46,23 @@ async function main() {
   );
   const daemons = [];
   for (const spec of builds) {
+    if (spec === 'bare') {
+      const port = await freePort();
+      const script = fileURLToPath(new URL('../lib/bare-node-socks.js', import.meta.url));
+      const p = await startProcess(process.execPath, [script, String(port)], {
+        readyWhen: port,
+        timeoutMs: 15_000,
+        name: spec,
+      });
+      daemons.push({
+        spec,
+        pid: p.pid,
+        proxy: { host: '127.0.0.1', port },
+        times: [] as number[],
+        cpu: 0,
+      });
+      continue;
+    }
     const [dist, ...flags] = spec.split('|');
     const cli = join(resolve(dist as string), 'proxy/cli/portail.js');
     readFileSync(cli); // a clear error for a wrong path

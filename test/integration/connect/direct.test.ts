@@ -127,6 +127,40 @@ describe('direct connector', () => {
     await assert.rejects(c.connect({ host: 'nowhere.test', port: 80 }), reasonIs('dns'));
   });
 
+  test('never throws synchronously: every failure is a rejected promise', async () => {
+    const r = fakeResolver({});
+    const c = createDirectConnector({ resolver: r, connectTimeoutMs: 1000, tcpNoDelay: false });
+    const aborted = AbortSignal.abort(new Error('client gone'));
+    // A synchronous throw here would escape a caller that only handles rejections.
+    const calls = [
+      () => c.connect({ host: '127.0.0.1', port: 70000 }),
+      () => c.connect({ host: '127.0.0.1', port: 80 }, { signal: aborted }),
+      () => c.connect({ host: 'x.test', port: 80 }, { addresses: ['not an address'] }),
+    ];
+    for (const call of calls) {
+      let p: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        p = call();
+      });
+      await assert.rejects(p as Promise<unknown>, (err) => err instanceof ConnectError);
+    }
+    assert.equal(r.calls.length, 0);
+  });
+
+  test('an IP literal is connected to without asking the resolver', async () => {
+    const srv = net.createServer((s) => s.end('hi'));
+    await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+    const r = fakeResolver({});
+    const c = createDirectConnector({ resolver: r, connectTimeoutMs: 1000, tcpNoDelay: false });
+    const sock = await c.connect({
+      host: '127.0.0.1',
+      port: (srv.address() as net.AddressInfo).port,
+    });
+    assert.equal(await readAll(sock), 'hi');
+    srv.close();
+    assert.equal(r.calls.length, 0);
+  });
+
   test('invalid port → internal, without any attempt', async () => {
     const r = fakeResolver({});
     const c = createDirectConnector({ resolver: r, connectTimeoutMs: 1000, tcpNoDelay: false });

@@ -149,6 +149,29 @@ test('file: JSON lines appended; reopen() follows a rotation', async () => {
   assert.equal(rec.result, 'ok');
 });
 
+test('file: a record is written as it was when written, not as it is at delivery', async () => {
+  const path = join(tmp.dir, 'snap', 'audit.jsonl');
+  const l = createLogging({ preset: 'development', audit: { kind: 'file', path } });
+  const close = auditRecord('close', { ...decision, action: 'allow', bytes_up: 1 });
+  l.audit.write(close); // batched (close records wait for company)
+  close.bytes_up = 999; // the caller reuses its object
+  close.reason = 'changed\nover two lines';
+  l.audit.write(auditRecord('decision', { ...decision, reason: 'two\nlines  and\tspaces' }));
+  l.flush();
+  const lines = readFileSync(path, 'utf8').trim().split('\n');
+  assert.equal(lines.length, 2);
+  const [c, d] = lines.map((x) => JSON.parse(x));
+  assert.equal(c.event, 'close');
+  assert.equal(c.bytes_up, 1);
+  assert.equal(c.reason, decision.reason);
+  // The message is one line; the reason field itself is kept as given.
+  assert.equal(d.reason, 'two\nlines  and\tspaces');
+  assert.equal(
+    d.msg,
+    'deny socks5 127.0.0.1:40000 uid 1000 → example.com:443: two lines and spaces',
+  );
+});
+
 test('key=value quoting', () => {
   assert.equal(
     keyValues({ a: 'x', b: 'two words', c: null, d: [], e: ['p', 'q'], f: 'say "hi"', g: '' }),

@@ -1,0 +1,145 @@
+// Not a benchmark run by scripts/bench.mjs (sub-folder): where a set-up's time goes, as
+// the client sees it. Each connection is cut into its round trips — TCP connect, SOCKS5
+// greeting → method, CONNECT → reply, GET → first byte, rest → end — and every proxy
+// (microsocks, the bare Node proxy, one or more portail builds) is timed the same way,
+// interleaved, behind the same nginx origin. The difference between two rows, phase by
+// phase, says which part of the proxy's work is on the client's path.
+//
+//   node dist/test/bench/tools/phases.js [DIST…] [--rounds=6] [--n=300]
+//   (DIST defaults to this build's dist/; a copy made before a change compares builds)
+
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  freePort,
+  type Peer,
+  startMicrosocks,
+  startNginx,
+  startProcess,
+  stopAll,
+  tmpDir,
+} from '../../harness/index.js';
+import { shebangFlags } from '../lib/daemon-flags.js';
+
+const PHASES = ['tcp', 'greeting', 'connect', 'first byte', 'end'] as const;
+
+const now = () => Number(process.hrtime.bigint()) / 1e3;
+
+/** The next chunk (each step's answer fits in one on loopback). */
+function nextChunk(s: net.Socket): Promise<Buffer> {
+  return new Promise((res, rej) => {
+    const onData = (d: Buffer) => {
+      s.removeListener('error', rej);
+      res(d);
+    };
+    s.once('data', onData);
+    s.once('error', rej);
+  });
+}
+
+/** One connection through `proxy` to `origin`, µs per phase. */
+async function timed(proxy: number, origin: number): Promise<number[]> {
+  const t = [now()];
+  const s = net.connect(proxy, '127.0.0.1');
+  s.setNoDelay(true);
+  await new Promise<void>((res, rej) => {
+    s.once('connect', res);
+    s.once('error', rej);
+  });
+  t.push(now());
+  s.write(Buffer.from([5, 1, 0]));
+  const method = await nextChunk(s);
+  if (method[1] !== 0) throw new Error(`method refused: ${method.toString('hex')}`);
+  t.push(now());
+  s.write(Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, origin >> 8, origin & 255]));
+  const reply = await nextChunk(s);
+  if (reply[1] !== 0) throw new Error(`CONNECT refused: ${reply.toString('hex')}`);
+  t.push(now());
+  s.write('GET /__peer HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n');
+  await nextChunk(s);
+  t.push(now());
+  s.on('data', () => {});
+  await new Promise((res) => s.once('end', res));
+  t.push(now());
+  s.destroy();
+  return t.slice(1).map((x, i) => x - (t[i] as number));
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const opt = (k: string, d: number) =>
+    Number(args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d);
+  const rounds = opt('rounds', 6);
+  const n = opt('n', 300);
+  const here = fileURLToPath(new URL('../../../', import.meta.url));
+  const builds = args.filter((a) => !a.startsWith('--'));
+  if (builds.length === 0) builds.push(here);
+
+  const root = tmpDir(undefined, 'portail-phases-www-');
+  const nginx = await startNginx({ root, workers: 'auto' });
+  const dir = tmpDir(undefined, 'portail-phases-');
+  writeFileSync(join(dir, 'filter.acl'), 'policy allow_all {\n  action allow\n}\n');
+  writeFileSync(
+    join(dir, 'portail.toml'),
+    `filter-acl-rules-path = "filter.acl"\nwatch-acl = false\nmax-connections = 10000\n\n[log]\naudit = "file:${join(dir, 'audit.jsonl')}"\nlevel = "warn"\n`,
+  );
+  const rows: Array<{ name: string; port: number; times: number[][] }> = [];
+  const m: Peer = await startMicrosocks({});
+  rows.push({ name: 'microsocks', port: m.port, times: [] });
+  const barePort = await freePort();
+  await startProcess(
+    process.execPath,
+    [fileURLToPath(new URL('../lib/bare-node-socks.js', import.meta.url)), String(barePort)],
+    { readyWhen: barePort, timeoutMs: 15_000, name: 'bare' },
+  );
+  rows.push({ name: 'node (bare pipe)', port: barePort, times: [] });
+  for (const dist of builds) {
+    const cli = join(resolve(dist), 'proxy/cli/portail.js');
+    const port = await freePort();
+    await startProcess(
+      process.execPath,
+      [
+        ...shebangFlags(cli),
+        cli,
+        'daemon',
+        '--config',
+        join(dir, 'portail.toml'),
+        '--bind-proxy-address',
+        `127.0.0.1:${port}`,
+      ],
+      { readyWhen: port, timeoutMs: 15_000, name: dist },
+    );
+    rows.push({ name: `portail ${dist === here ? '(this build)' : dist}`, port, times: [] });
+  }
+  for (const r of rows) for (let i = 0; i < 200; i++) await timed(r.port, nginx.port);
+  for (let k = 0; k < rounds; k++)
+    for (const r of rows) for (let i = 0; i < n; i++) r.times.push(await timed(r.port, nginx.port));
+
+  console.log(`p50 / p90 in µs per phase, ${rounds}×${n} connections each, interleaved`);
+  console.log(['proxy', ...PHASES, 'sum of p50'].join(' | '));
+  for (const r of rows) {
+    const cells = PHASES.map((_, j) => {
+      const v = r.times.map((x) => x[j] as number).sort((a, b) => a - b);
+      return [v[v.length >> 1] ?? 0, v[Math.floor(v.length * 0.9)] ?? 0];
+    });
+    const sum = cells.reduce((a, c) => a + (c[0] as number), 0);
+    console.log(
+      [
+        r.name,
+        ...cells.map(
+          ([p50, p90]) => `${(p50 as number).toFixed(0)} / ${(p90 as number).toFixed(0)}`,
+        ),
+        sum.toFixed(0),
+      ].join(' | '),
+    );
+  }
+}
+
+main()
+  .catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAll());
