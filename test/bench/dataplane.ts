@@ -36,7 +36,10 @@ interface Settings {
   parallelBytesEach: number;
   throughputRounds: number;
   setupConnections: number;
+  /** Set-ups before the "early" measurement (a daemon just started). */
   setupWarmup: number;
+  /** Set-ups in all before the steady-state measurement (the targets'). */
+  setupSteadyAfter: number;
   idleRelays: number;
 }
 const FULL: Settings = {
@@ -46,6 +49,7 @@ const FULL: Settings = {
   throughputRounds: 3,
   setupConnections: 500,
   setupWarmup: 50,
+  setupSteadyAfter: 5000,
   idleRelays: 2000,
 };
 const QUICK: Settings = {
@@ -55,6 +59,7 @@ const QUICK: Settings = {
   throughputRounds: 1,
   setupConnections: 100,
   setupWarmup: 10,
+  setupSteadyAfter: 500,
   idleRelays: 200,
 };
 
@@ -76,10 +81,13 @@ interface Results {
   c1: number[];
   t8: number[];
   c8: number[];
+  /** Steady state (after setupSteadyAfter set-ups). */
   setup: number[];
+  /** Right after setupWarmup set-ups. */
+  setupEarly: number[];
   idle?: { rssKiB: number; pssKiB: number };
 }
-const noResults = (): Results => ({ t1: [], c1: [], t8: [], c8: [], setup: [] });
+const noResults = (): Results => ({ t1: [], c1: [], t8: [], c8: [], setup: [], setupEarly: [] });
 
 interface Row {
   name: string;
@@ -90,6 +98,8 @@ interface Row {
   cpu8?: number;
   p50?: number;
   p99?: number;
+  earlyP50?: number;
+  earlyP99?: number;
   idleKiB?: number;
   idlePssKiB?: number;
 }
@@ -277,6 +287,8 @@ function printTable(rows: Row[], s: Settings) {
     'CPU s/GiB',
     'set-up p50 ms',
     'p99 ms',
+    '(early p50',
+    'p99)',
     'RSS KiB/idle relay',
     '(PSS)',
   ];
@@ -291,6 +303,8 @@ function printTable(rows: Row[], s: Settings) {
           fmt(r.cpu8, 2),
           fmt(r.p50, 3),
           fmt(r.p99, 3),
+          fmt(r.earlyP50, 3),
+          fmt(r.earlyP99, 3),
           fmt(r.idleKiB, 1),
           fmt(r.idlePssKiB, 1),
         ],
@@ -450,18 +464,30 @@ async function main() {
     }
   }
 
-  // Set-up time: sequential connections, interleaved in slices of 50.
+  // Set-up time: sequential connections, interleaved in slices of 50. Twice: "early",
+  // after a few set-ups (a daemon just started: a JIT-compiled proxy is still compiling
+  // its set-up path), and in the steady state of a daemon that runs all day, after
+  // setupSteadyAfter set-ups — the figure the targets are about. Every row gets the
+  // same number of set-ups before each measurement.
   const su = live.filter((p) => p.roles.has('setup'));
-  for (const p of su)
-    for (let i = 0; i < s.setupWarmup; i++) await timeFirstByte(p.endpoint, origin);
-  const slice = Math.min(50, s.setupConnections);
-  for (let done = 0; done < s.setupConnections; done += slice) {
-    for (const p of su) {
-      const r = p.res;
-      for (let i = 0; i < slice; i++) r.setup.push(await timeFirstByte(p.endpoint, origin));
+  const warmUp = async (n: number) => {
+    for (const p of su) for (let i = 0; i < n; i++) await timeFirstByte(p.endpoint, origin);
+  };
+  const measure = async (into: (r: Results) => number[]) => {
+    const slice = Math.min(50, s.setupConnections);
+    for (let n = 0; n < s.setupConnections; n += slice) {
+      for (const p of su) {
+        const out = into(p.res);
+        for (let i = 0; i < slice; i++) out.push(await timeFirstByte(p.endpoint, origin));
+      }
     }
-  }
-  log('set-up times done');
+  };
+  await warmUp(s.setupWarmup);
+  await measure((r) => r.setupEarly);
+  log('early set-up times done');
+  await warmUp(Math.max(0, s.setupSteadyAfter - s.setupWarmup - s.setupConnections));
+  await measure((r) => r.setup);
+  log('steady-state set-up times done');
 
   // Memory per idle relay: one proxy at a time (the others idle, their memory not counted).
   for (const p of live.filter((x) => x.roles.has('idle'))) {
@@ -484,12 +510,14 @@ async function main() {
       cpu8: median(r.c8),
       p50: percentile(r.setup, 50),
       p99: percentile(r.setup, 99),
+      earlyP50: percentile(r.setupEarly, 50),
+      earlyP99: percentile(r.setupEarly, 99),
       idleKiB: r.idle?.rssKiB,
       idlePssKiB: r.idle?.pssKiB,
     };
   });
   console.log(
-    `\nData plane (${opts.quick ? 'quick' : 'full'}: 1 stream of ${s.streamBytes / MiB} MiB, ${s.parallelStreams}×${s.parallelBytesEach / MiB} MiB, median of ${s.throughputRounds} rounds; ${s.setupConnections} set-ups; ${s.idleRelays} idle relays), Node ${process.version}\n`,
+    `\nData plane (${opts.quick ? 'quick' : 'full'}: 1 stream of ${s.streamBytes / MiB} MiB, ${s.parallelStreams}×${s.parallelBytesEach / MiB} MiB, median of ${s.throughputRounds} rounds; ${s.setupConnections} set-ups after ${s.setupSteadyAfter} (early: after ${s.setupWarmup}); ${s.idleRelays} idle relays), Node ${process.version}\n`,
   );
   printTable(rows, s);
   printRatios(rows);

@@ -9,6 +9,7 @@
 //   node dist/test/bench/tools/ab.js /tmp/base-dist dist [--rounds=4] [--n=500]
 //   … DIST|--flag|--flag   Node flags for that daemon (in addition to the bin's)
 //   … bare                 the bare Node SOCKS5 proxy (lib/bare-node-socks.ts): the floor
+//   … --warmup=N           set-ups per daemon before measuring (default 200)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,7 +90,8 @@ async function main() {
       cpu: 0,
     });
   }
-  for (const d of daemons) for (let i = 0; i < 200; i++) await timeFirstByte(d.proxy, origin);
+  const warmup = opt('warmup', 200);
+  for (const d of daemons) for (let i = 0; i < warmup; i++) await timeFirstByte(d.proxy, origin);
   for (let r = 0; r < rounds; r++) {
     for (const d of daemons) {
       const cpu0 = groupCpuSeconds(d.pid);

@@ -5,7 +5,7 @@
 // interleaved, behind the same nginx origin. The difference between two rows, phase by
 // phase, says which part of the proxy's work is on the client's path.
 //
-//   node dist/test/bench/tools/phases.js [DIST…] [--rounds=6] [--n=300]
+//   node dist/test/bench/tools/phases.js [DIST…] [--rounds=6] [--n=300] [--warmup=200]
 //   (DIST defaults to this build's dist/; a copy made before a change compares builds)
 
 import { writeFileSync } from 'node:fs';
@@ -113,7 +113,8 @@ async function main() {
     );
     rows.push({ name: `portail ${dist === here ? '(this build)' : dist}`, port, times: [] });
   }
-  for (const r of rows) for (let i = 0; i < 200; i++) await timed(r.port, nginx.port);
+  const warmup = opt('warmup', 200);
+  for (const r of rows) for (let i = 0; i < warmup; i++) await timed(r.port, nginx.port);
   for (let k = 0; k < rounds; k++)
     for (const r of rows) for (let i = 0; i < n; i++) r.times.push(await timed(r.port, nginx.port));
 
