@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { auditRecord, createLogging, keyValues } from '../../../proxy/audit/index.js';
+import { isoTime } from '../../../proxy/audit/record.js';
 import { tempDir } from '../pipeline/helpers.js';
 
 const auditModule = fileURLToPath(new URL('../../../proxy/audit/index.js', import.meta.url));
@@ -177,4 +178,17 @@ test('key=value quoting', () => {
     keyValues({ a: 'x', b: 'two words', c: null, d: [], e: ['p', 'q'], f: 'say "hi"', g: '' }),
     'a=x b="two words" e=p,q f="say \\"hi\\"" g=""',
   );
+});
+
+test('isoTime is Date#toISOString, whatever the millisecond and the year', () => {
+  const samples = [0, 1, 9, 10, 99, 100, 999, 1000, 1_764_000_000_007, 253_402_300_799_999];
+  // Far past and future (6-digit years) and random instants around now.
+  samples.push(-62_198_755_200_000, 253_402_300_800_000, 8.64e15);
+  for (let i = 0; i < 2000; i++)
+    samples.push(Math.floor(Date.now() + (Math.random() - 0.5) * 1e10));
+  for (const ms of samples) assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
+  // Same second twice, then back: the cached prefix follows.
+  assert.equal(isoTime(5_001), new Date(5_001).toISOString());
+  assert.equal(isoTime(5_999), new Date(5_999).toISOString());
+  assert.equal(isoTime(4_999), new Date(4_999).toISOString());
 });
