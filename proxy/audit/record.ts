@@ -67,7 +67,12 @@ function needsFolding(s: string): boolean {
   return s.includes('\n') || s.includes('  ') || s.includes('\t') || s.includes('\r');
 }
 
-/** One human sentence for the record (journald MESSAGE, JSON `msg`). */
+/**
+ * One human sentence for the record (journald MESSAGE, JSON `msg`). ASCII of our own
+ * (`->`, not an arrow sign): a JSON line then stays a one-byte string — half the memory
+ * and no UTF-16 to UTF-8 conversion at the write, for every request — and reads the
+ * same in any locale.
+ */
 export function auditMessage(r: AuditRecord): string {
   const dest = r.host !== null ? formatEndpoint(r.host, r.port ?? 0) : '?';
   // Written for every request: plain concatenation, no intermediate arrays.
@@ -82,10 +87,10 @@ export function auditMessage(r: AuditRecord): string {
       if (who !== '') head += ` ${who}`;
       // One line: a reason quoting a multi-line diagnostic is folded.
       const reason = r.reason ?? '';
-      return `${head} → ${dest}: ${needsFolding(reason) ? reason.replace(/\s+/g, ' ') : reason}`;
+      return `${head} -> ${dest}: ${needsFolding(reason) ? reason.replace(/\s+/g, ' ') : reason}`;
     }
     case 'close':
-      return `close ${who} → ${dest}: ${r.close_reason}, ${r.bytes_up ?? 0} bytes up, ${r.bytes_down ?? 0} bytes down, ${r.duration_ms ?? 0} ms`;
+      return `close ${who} -> ${dest}: ${r.close_reason}, ${r.bytes_up ?? 0} bytes up, ${r.bytes_down ?? 0} bytes down, ${r.duration_ms ?? 0} ms`;
     case 'reload':
       return `reload ${r.result === 'ok' ? 'succeeded' : 'failed'}: ${r.reason ?? ''}`;
     default:

@@ -95,8 +95,9 @@ const PROCESS_ATTRS = ['client.process.exe', 'client.process.name'];
 const TIME_ATTRS = ['time.hour', 'time.weekday'];
 
 export class RequestContext implements AclContext {
-  /** Attributes fetched by prepare() (or the clock), in the order they were computed. */
-  private readonly computed = new Map<string, AttrValue>();
+  /** Attributes fetched by prepare() (or the clock), in the order they were computed;
+   * created on first use (most requests need none). */
+  private computed: Map<string, AttrValue> | undefined;
   /** client.ip in canonical form; dst.ip when the host is an IP literal. */
   private readonly clientIp: string | undefined;
   private readonly literalDst: string | undefined;
@@ -198,7 +199,7 @@ export class RequestContext implements AclContext {
       else {
         this.dns ??= this.resolve(signal);
         work.push(
-          this.dns.then(() => this.geoLookup('dst.geo.country', this.computed.get('dst.ip'))),
+          this.dns.then(() => this.geoLookup('dst.geo.country', this.computed?.get('dst.ip'))),
         );
       }
     }
@@ -209,17 +210,17 @@ export class RequestContext implements AclContext {
 
   /** Country of `ip` from the GeoIP database; missing when there is none or it does not know. */
   private geoLookup(name: string, ip: AttrValue | undefined): void {
-    if (this.computed.has(name) || typeof ip !== 'string') return;
+    if (this.computed?.has(name) || typeof ip !== 'string') return;
     const geo = this.services.geo ?? installedGeoDatabase();
     const code = geo?.country(ip);
-    if (code !== undefined) this.computed.set(name, code);
+    if (code !== undefined) this.remember(name, code);
   }
 
   get(name: string): AttrValue | undefined {
     const fact = this.fact(name);
     if (fact !== undefined) return fact;
     if (name === 'time.hour' || name === 'time.weekday') this.clock();
-    return this.computed.get(name);
+    return this.computed?.get(name);
   }
 
   /** Addresses resolved for dst.ip (to be passed to the connector), if any. */
@@ -232,6 +233,11 @@ export class RequestContext implements AclContext {
     return this.dnsFailure;
   }
 
+  private remember(name: string, value: AttrValue): void {
+    this.computed ??= new Map();
+    this.computed.set(name, value);
+  }
+
   /** Plain record of every attribute computed so far (audit; re-evaluation on reload). */
   snapshot(): Record<string, AttrValue> {
     const out: Record<string, AttrValue> = {};
@@ -239,7 +245,7 @@ export class RequestContext implements AclContext {
       const v = this.fact(k);
       if (v !== undefined) out[k] = Array.isArray(v) ? [...v] : v;
     }
-    for (const [k, v] of this.computed) out[k] = Array.isArray(v) ? [...v] : v;
+    for (const [k, v] of this.computed ?? []) out[k] = Array.isArray(v) ? [...v] : v;
     return out;
   }
 
@@ -283,7 +289,7 @@ export class RequestContext implements AclContext {
       const all = await this.services.resolver.lookup(this.request.target.host, signal);
       if (all.length === 0) return;
       this.addresses = all;
-      this.computed.set('dst.ip', all[0]);
+      this.remember('dst.ip', all[0]);
     } catch (err) {
       this.dnsFailure =
         err instanceof ConnectError
@@ -301,7 +307,7 @@ export class RequestContext implements AclContext {
         localIp: client.localIp,
         localPort: client.localPort,
       });
-      if (found) this.computed.set('client.uid', found.uid);
+      if (found) this.remember('client.uid', found.uid);
       return found;
     })().catch(() => undefined);
     return this.ownerLookup;
@@ -311,7 +317,7 @@ export class RequestContext implements AclContext {
     const owner = await this.owner();
     if (!owner) return;
     const name = await this.services.socketTable.userName(owner.uid);
-    if (name !== undefined) this.computed.set('client.user', name);
+    if (name !== undefined) this.remember('client.user', name);
   }
 
   private async lookupProcess(): Promise<void> {
@@ -321,20 +327,20 @@ export class RequestContext implements AclContext {
       owner.inode,
       owner.uid,
     );
-    if (p?.exe !== undefined) this.computed.set('client.process.exe', p.exe);
-    if (p?.name !== undefined) this.computed.set('client.process.name', p.name);
+    if (p?.exe !== undefined) this.remember('client.process.exe', p.exe);
+    if (p?.name !== undefined) this.remember('client.process.name', p.name);
   }
 
   /** The clock is read once per request, so that time.hour and time.weekday agree. */
   private clock(): void {
-    if (this.computed.has('time.hour') || this.clockFailed) return;
+    if (this.computed?.has('time.hour') || this.clockFailed) return;
     const t = localTime(this.services.now(), this.services.timeZone);
     if (t === null) {
       this.clockFailed = true;
       return;
     }
-    this.computed.set('time.hour', t.hour);
-    this.computed.set('time.weekday', t.weekday);
+    this.remember('time.hour', t.hour);
+    this.remember('time.weekday', t.weekday);
   }
 }
 

@@ -169,7 +169,10 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     decrypted: boolean,
     head?: Buffer,
   ): void {
-    if (head !== undefined && protocol !== 'socks5') socket.unshift(head);
+    if (head !== undefined && protocol !== 'socks5') {
+      socket.unshift(head);
+      undecideFlow(socket);
+    }
     try {
       if (protocol === 'tls') {
         if (decrypted || !opts.onTls) {
@@ -340,35 +343,44 @@ class Connection implements FrontEndContext {
 }
 
 /**
- * Reads until the protocol is known (at most 24 bytes matter), in paused mode so that
- * nothing is lost: the caller unshifts what was read. A client that closes first is
- * closed.
+ * Reads until the protocol is known (at most 24 bytes matter), then pauses the socket
+ * so that nothing is lost: the caller parses `head` (SOCKS5) or gives it back with
+ * unshift(). 'data' rather than paused-mode 'readable': the chunk is handled in the
+ * read's own callback, without the extra turn (nextTick, read()) paused mode takes on
+ * every connection's path. A client that closes first is closed.
  */
 function readHead(socket: Socket, then: (protocol: DetectedProtocol, head: Buffer) => void): void {
   let head: Buffer = Buffer.alloc(0);
   const stop = () => {
-    socket.removeListener('readable', onReadable);
+    socket.removeListener('data', onData);
     socket.removeListener('end', onEnd);
+    socket.pause();
   };
   const onEnd = () => {
     stop();
     socket.destroy();
   };
-  function onReadable() {
-    for (;;) {
-      const chunk = socket.read() as Buffer | null;
-      if (chunk === null) return;
-      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-      const protocol = detectProtocol(head.subarray(0, DETECT_MAX_BYTES));
-      if (protocol !== undefined) {
-        stop();
-        then(protocol, head);
-        return;
-      }
+  function onData(chunk: Buffer) {
+    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const protocol = detectProtocol(head.subarray(0, DETECT_MAX_BYTES));
+    if (protocol !== undefined) {
+      stop();
+      then(protocol, head);
     }
   }
-  socket.on('readable', onReadable);
+  socket.on('data', onData);
   socket.on('end', onEnd);
+}
+
+/**
+ * Node's servers fed with emit('connection') (HTTP/1.1, HTTP/2, TLS) expect a socket
+ * that is not explicitly paused: one whose flow starts when they add a 'data' listener,
+ * or whose buffered bytes they read() at once. Adding and removing a 'readable'
+ * listener is Readable's public way back to that state.
+ */
+function undecideFlow(socket: Socket): void {
+  socket.on('readable', ignore);
+  socket.removeListener('readable', ignore);
 }
 
 function overloadedAnswer(protocol: DetectedProtocol, head: Buffer): Buffer | undefined {

@@ -80,7 +80,7 @@ l.flush();`);
   assert.deepEqual(a.tags, []);
   assert.equal(a.level, 'info');
   assert.match(a.time, /^\d{4}-\d\d-\d\dT/);
-  assert.match(a.msg, /deny socks5 127\.0\.0\.1:40000 uid 1000 → example\.com:443/);
+  assert.match(a.msg, /deny socks5 127\.0\.0\.1:40000 uid 1000 -> example\.com:443/);
 });
 
 test('development: human lines on stderr; [log] audit = stdout sends JSON to stdout', () => {
@@ -169,7 +169,7 @@ test('file: a record is written as it was when written, not as it is at delivery
   assert.equal(d.reason, 'two\nlines  and\tspaces');
   assert.equal(
     d.msg,
-    'deny socks5 127.0.0.1:40000 uid 1000 → example.com:443: two lines and spaces',
+    'deny socks5 127.0.0.1:40000 uid 1000 -> example.com:443: two lines and spaces',
   );
 });
 
