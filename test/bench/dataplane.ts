@@ -467,8 +467,8 @@ async function main() {
   // Set-up time: sequential connections, interleaved in slices of 50. Twice: "early",
   // after a few set-ups (a daemon just started: a JIT-compiled proxy is still compiling
   // its set-up path), and in the steady state of a daemon that runs all day, after
-  // setupSteadyAfter set-ups — the figure the targets are about. Every row gets the
-  // same number of set-ups before each measurement.
+  // at least setupSteadyAfter set-ups — the figure the targets are about. Every row gets
+  // the same set-ups before each measurement (those measuring idle relays also open them).
   const su = live.filter((p) => p.roles.has('setup'));
   const warmUp = async (n: number) => {
     for (const p of su) for (let i = 0; i < n; i++) await timeFirstByte(p.endpoint, origin);
@@ -485,11 +485,10 @@ async function main() {
   await warmUp(s.setupWarmup);
   await measure((r) => r.setupEarly);
   log('early set-up times done');
-  await warmUp(Math.max(0, s.setupSteadyAfter - s.setupWarmup - s.setupConnections));
-  await measure((r) => r.setup);
-  log('steady-state set-up times done');
 
-  // Memory per idle relay: one proxy at a time (the others idle, their memory not counted).
+  // Memory per idle relay: one proxy at a time (the others idle, their memory not counted);
+  // before the thousands of steady-state set-ups, whose garbage a collection may give
+  // back to the system in the middle of the measurement.
   for (const p of live.filter((x) => x.roles.has('idle'))) {
     try {
       p.res.idle = await idleMemory(p, origin, s.idleRelays);
@@ -498,6 +497,10 @@ async function main() {
       log(`idle relays ${p.name} failed: ${(e as Error).message}`);
     }
   }
+
+  await warmUp(Math.max(0, s.setupSteadyAfter - s.setupWarmup - s.setupConnections));
+  await measure((r) => r.setup);
+  log('steady-state set-up times done');
 
   const rows: Row[] = proxies.map((p) => {
     if (p.unavailable) return { name: p.name, note: p.unavailable };

@@ -1,4 +1,5 @@
 // A real microsocks SOCKS5 server (no authentication) on loopback.
+import { join } from 'node:path';
 import type { Owner } from './cleanup.js';
 import type { Peer } from './peer.js';
 import { freePort } from './ports.js';
@@ -26,6 +27,8 @@ export async function startMicrosocks(opts: MicrosocksOptions = {}): Promise<Pee
     t: opts.t,
     readyWhen: { port, host },
     name: 'microsocks',
+    // It logs a line per connection: to a file, not through the timing process.
+    outputFile: join(dir, 'microsocks.log'),
   });
   return { host, port, pid: p.pid, dir, process: p, stop: p.stop };
 }

@@ -3,7 +3,7 @@
 // killed when the owning test ends (even on failure), so a daemon's workers (nginx,
 // dante, squid fork) never outlive the test.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import process from 'node:process';
 import { hookProcessExit, type Owner, track } from './cleanup.js';
@@ -30,6 +30,12 @@ export interface StartOptions {
   name?: string;
   /** Log files whose ends are quoted in error messages (daemons that log to a file). */
   logFiles?: string[];
+  /**
+   * Send stdout and stderr to this file instead of a pipe to this process: for a peer
+   * that logs a line per connection (microsocks), whose output would otherwise be read
+   * by the very process timing it. Quoted in error messages like `logFiles`.
+   */
+  outputFile?: string;
 }
 
 export interface Started {
@@ -81,16 +87,20 @@ export async function startProcess(
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const grace = opts.killGraceMs ?? 2_000;
   hookProcessExit();
+  const outFd = opts.outputFile === undefined ? undefined : openSync(opts.outputFile, 'a');
   const child = spawn(cmd, args, {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: outFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', outFd, outFd],
     detached: true, // own process group: killable as a whole
   });
+  if (outFd !== undefined) closeSync(outFd);
   let out = '';
+  // Trimmed to the limit only once it is twice as long: a chatty child then costs a copy
+  // per 256 KiB of output, not one per chunk (which slowed a timed peer down).
   const append = (d: Buffer) => {
     out += d.toString();
-    if (out.length > OUTPUT_LIMIT) out = out.slice(-OUTPUT_LIMIT);
+    if (out.length > 2 * OUTPUT_LIMIT) out = out.slice(-OUTPUT_LIMIT);
   };
   child.stdout?.on('data', append);
   child.stderr?.on('data', append);
@@ -129,7 +139,13 @@ export async function startProcess(
     },
     () => killGroup(pid, 'SIGKILL'),
   );
-  const started: Started = { child, pid, output: () => out, exited, stop };
+  const output = () =>
+    opts.outputFile !== undefined
+      ? fileTail(opts.outputFile)
+      : out.length > OUTPUT_LIMIT
+        ? out.slice(-OUTPUT_LIMIT)
+        : out;
+  const started: Started = { child, pid, output, exited, stop };
 
   if (opts.readyWhen === undefined) return started;
   try {
@@ -173,6 +189,14 @@ async function waitReady(
       );
     }
     await sleep(25);
+  }
+}
+
+function fileTail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').slice(-OUTPUT_LIMIT);
+  } catch {
+    return '';
   }
 }
 

@@ -78,6 +78,25 @@ describe('startProcess', () => {
     assert.match(byText.output(), /listening/);
   });
 
+  test('output(): the last 256 KiB of a chatty child, or of its output file', async (t) => {
+    // 600 KiB in lines, then a marker: what is kept is the end, at most 256 KiB.
+    const script = 'for i in $(seq 1 6000); do printf "%0100d\\n" $i; done; echo END; sleep 30';
+    const p = await startProcess('sh', ['-c', script], { t, readyWhen: /END/ });
+    const out = p.output();
+    assert.ok(out.endsWith('END\n'), out.slice(-50));
+    assert.ok(out.length <= 256 * 1024 && out.length > 200 * 1024, String(out.length));
+    await p.stop();
+    const dir = tmpDir(t);
+    const file = join(dir, 'out.log');
+    const q = await startProcess('sh', ['-c', 'echo to-the-file; echo oops >&2; sleep 30'], {
+      t,
+      readyWhen: /oops/,
+      outputFile: file,
+    });
+    assert.match(readFileSync(file, 'utf8'), /to-the-file\noops/);
+    assert.match(q.output(), /to-the-file/);
+  });
+
   test('stop() kills grandchildren too', async (t) => {
     const p = await startProcess('sh', FAMILY, { t, readyWhen: /ready/ });
     const grandchild = Number(/grandchild (\d+)/.exec(p.output())?.[1]);
