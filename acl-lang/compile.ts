@@ -338,14 +338,18 @@ function compileCmp(c: HCmp, st: CompileState): Test {
 
 /**
  * Hostname constraints that are necessary for an expression to be true or unknown:
- * exact names, domain suffixes, and large sets kept whole (tested once each).
+ * exact names, domain suffixes, large sets kept whole (tested once each), and host
+ * regexes (by their index in the ACL's regex set, matched once per request).
  */
 interface HostKeys {
   exact: string[];
   withApex: string[];
   subOnly: string[];
   big: HostSet[];
+  regex: number[];
 }
+
+const noKeys = (): HostKeys => ({ exact: [], withApex: [], subOnly: [], big: [], regex: [] });
 
 const SMALL_SET = 256;
 
@@ -354,41 +358,44 @@ const SMALL_SET = 256;
  * them, the expression is definitely false (so the block cannot apply, even under the
  * restrictive reading of unknowns). Null = no such condition (always a candidate).
  */
-function hostKeysOf(e: HExpr): HostKeys | null {
+function hostKeysOf(e: HExpr, regexIds: ReadonlyMap<string, number> | null): HostKeys | null {
   switch (e.kind) {
     case 'cmp': {
       if (e.attr !== 'host' || e.type !== 'hostname') return null;
-      if (e.op === '==' && e.operand.k === 'str') {
-        return { exact: [e.operand.v], withApex: [], subOnly: [], big: [] };
+      if (e.op === '==' && e.operand.k === 'str') return { ...noKeys(), exact: [e.operand.v] };
+      if (e.op === '=~' && e.operand.k === 'regex') {
+        const id = regexIds?.get(e.operand.source);
+        return id === undefined ? null : { ...noKeys(), regex: [id] };
       }
       if (e.op !== 'in' || e.operand.k !== 'hostset') return null;
       const set = e.operand.set;
-      if (set.size > SMALL_SET) return { exact: [], withApex: [], subOnly: [], big: [set] };
+      if (set.size > SMALL_SET) return { ...noKeys(), big: [set] };
       return {
+        ...noKeys(),
         exact: [...set.exact],
         withApex: [...set.withApex],
         subOnly: [...set.subOnly],
-        big: [],
       };
     }
     case 'and': {
       // Any keyed conjunct is a necessary condition; prefer the most selective one.
       let best: HostKeys | null = null;
       for (const i of e.items) {
-        const k = hostKeysOf(i);
+        const k = hostKeysOf(i, regexIds);
         if (k && (!best || weight(k) < weight(best))) best = k;
       }
       return best;
     }
     case 'or': {
-      const all: HostKeys = { exact: [], withApex: [], subOnly: [], big: [] };
+      const all = noKeys();
       for (const i of e.items) {
-        const k = hostKeysOf(i);
+        const k = hostKeysOf(i, regexIds);
         if (!k) return null;
         all.exact.push(...k.exact);
         all.withApex.push(...k.withApex);
         all.subOnly.push(...k.subOnly);
         all.big.push(...k.big);
+        all.regex.push(...k.regex);
       }
       return all;
     }
@@ -399,14 +406,19 @@ function hostKeysOf(e: HExpr): HostKeys | null {
 
 function weight(k: HostKeys): number {
   return (
-    k.exact.length + k.withApex.length + k.subOnly.length + k.big.reduce((n, s) => n + s.size, 0)
+    k.exact.length +
+    k.withApex.length +
+    k.subOnly.length +
+    k.regex.length +
+    k.big.reduce((n, s) => n + s.size, 0)
   );
 }
 
 /**
  * Candidate blocks for a host, in file order: blocks with no host condition, blocks
- * keyed by exact name or domain suffix (hash maps), and blocks behind large sets
- * (tested once each).
+ * keyed by exact name or domain suffix (hash maps), blocks behind large sets (tested
+ * once each) and blocks behind host regexes (all of the ACL's host regexes are matched
+ * at once, RE2 set, and only the blocks of those that matched are candidates).
  */
 export class HostIndex {
   private readonly always: number[] = [];
@@ -414,12 +426,19 @@ export class HostIndex {
   private readonly withApex = new Map<string, number[]>();
   private readonly subOnly = new Map<string, number[]>();
   private readonly big: { set: HostSet; index: number }[] = [];
+  private readonly byRegex = new Map<number, number[]>();
+  /** Every block keyed by a regex, for when the regex set cannot say which matched. */
+  private readonly regexKeyed: number[] = [];
   readonly count: number;
 
-  constructor(whens: readonly (HExpr | undefined)[]) {
+  /** `regexIds`: host regex source → its index in the ACL's regex set (null: no set). */
+  constructor(
+    whens: readonly (HExpr | undefined)[],
+    regexIds: ReadonlyMap<string, number> | null = null,
+  ) {
     this.count = whens.length;
     whens.forEach((w, index) => {
-      const keys = w ? hostKeysOf(w) : null;
+      const keys = w ? hostKeysOf(w, regexIds) : null;
       if (!keys) {
         this.always.push(index);
         return;
@@ -428,14 +447,31 @@ export class HostIndex {
       for (const h of keys.exact) push(this.exact, h, index);
       for (const h of keys.withApex) push(this.withApex, h, index);
       for (const h of keys.subOnly) push(this.subOnly, h, index);
+      for (const r of keys.regex) push(this.byRegex, r, index);
+      if (keys.regex.length) this.regexKeyed.push(index);
     });
   }
 
-  /** Every index when the host is unknown; else the candidates, sorted, unique. */
-  candidates(host: string | undefined): readonly number[] | null {
+  /**
+   * Every index when the host is unknown; else the candidates, sorted, unique.
+   * `regexHits`: the indices of the host regexes matching `host` (undefined: unknown).
+   */
+  candidates(
+    host: string | undefined,
+    regexHits?: () => ReadonlySet<number> | undefined,
+  ): readonly number[] | null {
     if (host === undefined) return null;
     const lists: number[][] = [];
     if (this.always.length) lists.push(this.always);
+    if (this.byRegex.size) {
+      const hits = regexHits?.();
+      if (hits === undefined) lists.push(this.regexKeyed);
+      else
+        for (const r of hits) {
+          const l = this.byRegex.get(r);
+          if (l) lists.push(l);
+        }
+    }
     const e = this.exact.get(host);
     if (e) lists.push(e);
     const a = this.withApex.get(host);
@@ -461,7 +497,7 @@ export class HostIndex {
   }
 }
 
-function push(m: Map<string, number[]>, k: string, v: number): void {
+function push<K>(m: Map<K, number[]>, k: K, v: number): void {
   const l = m.get(k);
   if (!l) m.set(k, [v]);
   else if (l[l.length - 1] !== v) l.push(v);
@@ -487,15 +523,24 @@ export function compileHir(
     index,
     whenFn: r.when ? compileExpr(r.when.expr, st) : null,
   }));
+  const hostRegexes = hostRegexSet([...st.hostRegexes.keys()]);
+  // Host regexes index blocks only when they could be compiled into one set.
+  const regexIds = hostRegexes ? st.hostRegexes : null;
   return Object.freeze({
     file,
     hash,
     attributes: hir.attributes,
     policies,
     routes,
-    policyIndex: new HostIndex(hir.policies.map((p) => p.when?.expr)),
-    routeIndex: new HostIndex(hir.routes.map((r) => r.when?.expr)),
-    hostRegexes: hostRegexSet([...st.hostRegexes.keys()]),
+    policyIndex: new HostIndex(
+      hir.policies.map((p) => p.when?.expr),
+      regexIds,
+    ),
+    routeIndex: new HostIndex(
+      hir.routes.map((r) => r.when?.expr),
+      regexIds,
+    ),
+    hostRegexes,
     files,
   });
 }

@@ -79,11 +79,11 @@ function failure(
   };
 }
 
-function routeBackends(acl: CompiledAcl, ctx: AclContext, host: string | undefined) {
+function routeBackends(acl: CompiledAcl, ctx: EvalContext, host: string | undefined) {
   const routes: string[] = [];
   const backends: string[] = [];
   const missing = new Set<string>();
-  const candidates = acl.routeIndex.candidates(host);
+  const candidates = acl.routeIndex.candidates(host, () => ctx.hostRegexHits());
   const n = candidates ? candidates.length : acl.routes.length;
   for (let k = 0; k < n; k++) {
     const r = acl.routes[candidates ? candidates[k] : k];
@@ -135,7 +135,7 @@ export function evaluate(
   const routed = ec;
 
   const failed: FailedRequirement[] = [];
-  const candidates = acl.policyIndex.candidates(host);
+  const candidates = acl.policyIndex.candidates(host, () => ec.hostRegexHits());
   const n = candidates ? candidates.length : acl.policies.length;
   for (let k = 0; k < n; k++) {
     const p = acl.policies[candidates ? candidates[k] : k];

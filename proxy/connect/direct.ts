@@ -181,6 +181,7 @@ function race(
       }
       const onConnect = () => {
         sock.setNoDelay(o.tcpNoDelay);
+        connectedTo.set(sock, address);
         settle(null, sock);
       };
       const onError = (err: Error) => failed(sock, classify(err, where));
@@ -207,6 +208,16 @@ function race(
 
     startNext();
   });
+}
+
+const connectedTo = new WeakMap<net.Socket, string>();
+
+/**
+ * The address a socket from this connector was connected to (canonical form, as the
+ * ACL saw it for dst.ip), without asking the kernel (getpeername) on every connection.
+ */
+export function connectedAddress(sock: net.Socket): string | undefined {
+  return connectedTo.get(sock) ?? sock.remoteAddress;
 }
 
 /** A losing or failed attempt: a late error event must not become an uncaught exception. */

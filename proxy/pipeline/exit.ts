@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { BackendRegistry } from '../connect/backends.js';
 import { DIRECT, describeFailures, tryCandidates } from '../connect/chain.js';
+import { connectedAddress } from '../connect/direct.js';
 import type { Snapshot } from '../state/snapshot.js';
 import { ConnectError, type ProxyProtocol, type Target } from '../types.js';
 
@@ -59,7 +60,7 @@ function opened(stream: Duplex, route: string, note?: string): OpenedExit {
   const out: OpenedExit = {
     stream,
     bound: { address: sock?.localAddress ?? '0.0.0.0', port: sock?.localPort ?? 0 },
-    remoteIp: route === DIRECT ? sock?.remoteAddress : undefined,
+    remoteIp: route === DIRECT && sock ? connectedAddress(sock) : undefined,
     route,
   };
   if (note) out.note = note;

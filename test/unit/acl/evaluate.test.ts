@@ -583,7 +583,7 @@ function hostHeavyAcl(n: number): string {
     const action = rnd() < 0.5 ? 'allow' : 'deny';
     const req = rnd() < 0.3 ? ` require port == ${rnd() < 0.5 ? 443 : 80}` : '';
     let when: string;
-    switch (i % 6) {
+    switch (i % 9) {
       case 0:
         when = `host == "h${i}.example"`;
         break;
@@ -599,8 +599,18 @@ function hostHeavyAcl(n: number): string {
       case 4:
         when = `host == "h${i % 100}.example" and port == ${i % 3 === 0 ? 443 : 80}`;
         break;
-      default:
+      case 5:
         when = `port == ${i % 7 === 0 ? 22 : 8000 + i} and host in ["*.d${i % 50}.example"]`;
+        break;
+      // Host regexes: blocks keyed by the regex set's matches.
+      case 6:
+        when = `host =~ "^h${i % 40}\\."`;
+        break;
+      case 7:
+        when = `host =~ "\\.d${i % 50}\\.example$" and port == ${i % 2 === 0 ? 443 : 80}`;
+        break;
+      default:
+        when = `host =~ "^x${i % 90}" or host == "h${i}.example"`;
     }
     out.push(`policy p${i} { when ${when}${req} action ${action} }`);
     out.push(`route r${i} { when ${when} use ["par0${1 + (i % 3)}"] }`);
@@ -608,6 +618,9 @@ function hostHeavyAcl(n: number): string {
     if (i === 250) out.push('policy catch_ssh { when port == 22 action deny }');
     if (i === 500) out.push('policy catch_re { when host =~ "^h5" action allow }');
     if (i === 700) out.push('policy catch_missing { when custom.zone == "x" action deny }');
+    if (i === 600) out.push('policy catch_nre { when host !~ "example$" action deny }');
+    if (i === 650)
+      out.push('policy catch_notre { when not host =~ "^[a-w]" and port == 80 action allow }');
     if (i === 800) out.push(`policy catch_big { when host in [${big}] action allow }`);
     if (i === 900)
       out.push('policy catch_not { when not host == "h1.example" and port == 8080 action allow }');
