@@ -90,6 +90,8 @@ const FACT_NAMES = [
   'dst.ip',
 ];
 
+const NOTHING_COMPUTED: Readonly<Record<string, AttrValue>> = Object.freeze({});
+
 const OWNER_ATTRS = ['client.uid', 'client.user', 'client.process.exe', 'client.process.name'];
 const PROCESS_ATTRS = ['client.process.exe', 'client.process.name'];
 const TIME_ATTRS = ['time.hour', 'time.weekday'];
@@ -238,7 +240,20 @@ export class RequestContext implements AclContext {
     this.computed.set(name, value);
   }
 
-  /** Plain record of every attribute computed so far (audit; re-evaluation on reload). */
+  /**
+   * Only what was computed by I/O or the clock (dst.ip of a name, client.uid, time.*…),
+   * as plain data: what an open relay keeps for its re-evaluation on reload, where the
+   * rest is read again from the request's facts. Most requests compute nothing: then a
+   * shared, frozen empty record (no allocation per relay).
+   */
+  computedValues(): Readonly<Record<string, AttrValue>> {
+    if (this.computed === undefined || this.computed.size === 0) return NOTHING_COMPUTED;
+    const out: Record<string, AttrValue> = {};
+    for (const [k, v] of this.computed) out[k] = Array.isArray(v) ? [...v] : v;
+    return out;
+  }
+
+  /** Plain record of every attribute known so far: facts and computed values. */
   snapshot(): Record<string, AttrValue> {
     const out: Record<string, AttrValue> = {};
     for (const k of FACT_NAMES) {

@@ -68,8 +68,9 @@ interface OpenEntry {
   fields: Partial<AuditRecord>;
   /** The request as the front-end gave it (a context is rebuilt from it on reload). */
   facts: RequestFacts;
-  /** The attribute values computed when it was opened (never recomputed). */
-  openValues: Record<string, ReturnType<AclContext['get']>>;
+  /** The attribute values computed (I/O, clock) when it was opened, never recomputed; the
+   * others are read again from `facts` on reload (they are the same). */
+  openValues: Readonly<Record<string, ReturnType<AclContext['get']>>>;
   /** The address actually connected to: dst.ip for rules that did not ask for it then. */
   remoteIp: string | undefined;
   idleTimeoutMs: number;
@@ -468,7 +469,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         traceId: d.traceId,
         fields: d.fields,
         facts: d.facts,
-        openValues: d.ctx.snapshot(),
+        openValues: d.ctx.computedValues(),
         remoteIp: exit.remoteIp,
         idleTimeoutMs: d.snap.config.idleTimeoutMs,
       };
@@ -507,7 +508,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
         traceId: d.traceId,
         fields: d.fields,
         facts: d.facts,
-        openValues: d.ctx.snapshot(),
+        openValues: d.ctx.computedValues(),
         remoteIp: exit.remoteIp,
         idleTimeoutMs: d.snap.config.idleTimeoutMs,
         whyNot: 'a plain HTTP exchange',

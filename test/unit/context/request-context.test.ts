@@ -240,6 +240,22 @@ describe('request context', () => {
     assert.equal(localTime(new Date(Number.NaN)), null);
   });
 
+  test('computedValues: only what I/O or the clock computed; nothing allocated otherwise', async () => {
+    const { services } = counting();
+    const plain = new RequestContext(facts(), services);
+    plain.prepare(new Set(['host', 'port']));
+    const none = plain.computedValues();
+    assert.deepEqual(none, {});
+    assert.ok(Object.isFrozen(none));
+    assert.equal(new RequestContext(facts(), services).computedValues(), none);
+    const ctx = new RequestContext(facts(), services);
+    await ctx.prepare(new Set(['dst.ip', 'client.user', 'host']));
+    const v = ctx.computedValues();
+    assert.deepEqual(Object.keys(v).sort(), ['client.uid', 'client.user', 'dst.ip']);
+    assert.equal(v['dst.ip'], '2001:db8::5');
+    assert.equal(v.host, undefined); // a fact: read again from the request on reload
+  });
+
   test('snapshot and replay', async () => {
     const { services } = counting();
     const ctx = new RequestContext(facts(), services);
