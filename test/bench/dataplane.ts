@@ -154,6 +154,25 @@ async function throughput(
   };
 }
 
+/**
+ * Waits until the processes' RSS has stopped moving: at least 12 s after the last
+ * activity (V8's memory reducer starts ~8 s after allocation slows down), then no change
+ * above 1 % over 3 s; 45 s at most.
+ */
+async function settleMemory(pgids: number[]): Promise<void> {
+  const total = () => pgids.reduce((n, g) => n + groupRss(g), 0);
+  const start = Date.now();
+  const seen: number[] = [];
+  while (Date.now() - start < 45_000) {
+    await sleep(1000);
+    seen.push(total());
+    const last = seen.slice(-4);
+    const stable =
+      last.length === 4 && Math.max(...last) - Math.min(...last) <= 0.01 * Math.max(...last);
+    if (Date.now() - start >= 12_000 && stable) return;
+  }
+}
+
 /** Opens `n` idle relays (handshake done, no data) and returns memory per relay. */
 async function idleMemory(
   p: Proxy,
@@ -467,8 +486,8 @@ async function main() {
   // Set-up time: sequential connections, interleaved in slices of 50. Twice: "early",
   // after a few set-ups (a daemon just started: a JIT-compiled proxy is still compiling
   // its set-up path), and in the steady state of a daemon that runs all day, after
-  // at least setupSteadyAfter set-ups — the figure the targets are about. Every row gets
-  // the same set-ups before each measurement (those measuring idle relays also open them).
+  // setupSteadyAfter set-ups — the figure the targets are about. Every row gets the same
+  // set-ups before each measurement.
   const su = live.filter((p) => p.roles.has('setup'));
   const warmUp = async (n: number) => {
     for (const p of su) for (let i = 0; i < n; i++) await timeFirstByte(p.endpoint, origin);
@@ -486,10 +505,19 @@ async function main() {
   await measure((r) => r.setupEarly);
   log('early set-up times done');
 
-  // Memory per idle relay: one proxy at a time (the others idle, their memory not counted);
-  // before the thousands of steady-state set-ups, whose garbage a collection may give
-  // back to the system in the middle of the measurement.
-  for (const p of live.filter((x) => x.roles.has('idle'))) {
+  await warmUp(Math.max(0, s.setupSteadyAfter - s.setupWarmup - s.setupConnections));
+  await measure((r) => r.setup);
+  log('steady-state set-up times done');
+
+  // Memory per idle relay: one proxy at a time (the others idle, their memory not
+  // counted), last, once every proxy's memory has settled: a garbage-collected heap
+  // that grew during thousands of set-ups is given back to the system some seconds
+  // after the activity stops (V8's memory reducer), which must not happen in the middle
+  // of this measurement (nor in the middle of the set-up figures, hence last).
+  const idle = live.filter((x) => x.roles.has('idle'));
+  await settleMemory(idle.map((p) => p.pgid).filter((x): x is number => x !== undefined));
+  log('memory settled');
+  for (const p of idle) {
     try {
       p.res.idle = await idleMemory(p, origin, s.idleRelays);
       log(`idle relays ${p.name} done`);
@@ -497,10 +525,6 @@ async function main() {
       log(`idle relays ${p.name} failed: ${(e as Error).message}`);
     }
   }
-
-  await warmUp(Math.max(0, s.setupSteadyAfter - s.setupWarmup - s.setupConnections));
-  await measure((r) => r.setup);
-  log('steady-state set-up times done');
 
   const rows: Row[] = proxies.map((p) => {
     if (p.unavailable) return { name: p.name, note: p.unavailable };
