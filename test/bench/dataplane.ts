@@ -483,19 +483,21 @@ async function main() {
     }
   }
 
-  // Set-up time: sequential connections, interleaved in slices of 50. Twice: "early",
-  // after a few set-ups (a daemon just started: a JIT-compiled proxy is still compiling
-  // its set-up path), and in the steady state of a daemon that runs all day, after
-  // setupSteadyAfter set-ups — the figure the targets are about. Every row gets the same
-  // set-ups before each measurement.
+  // Set-up time: sequential connections, interleaved in slices of 50 (in a rotated
+  // order). Twice: "early", after a few set-ups (a daemon just started: a JIT-compiled
+  // proxy is still compiling its set-up path), and in the steady state of a daemon that
+  // runs all day, after setupSteadyAfter set-ups — the figure the targets are about.
+  // Every row gets the same set-ups before each measurement.
   const su = live.filter((p) => p.roles.has('setup'));
   const warmUp = async (n: number) => {
     for (const p of su) for (let i = 0; i < n; i++) await timeFirstByte(p.endpoint, origin);
   };
   const measure = async (into: (r: Results) => number[]) => {
     const slice = Math.min(50, s.setupConnections);
-    for (let n = 0; n < s.setupConnections; n += slice) {
-      for (const p of su) {
+    for (let n = 0, round = 0; n < s.setupConnections; n += slice, round++) {
+      // A rotated order each slice: no row always follows the same neighbour.
+      for (let i = 0; i < su.length; i++) {
+        const p = su[(i + round) % su.length] as Proxy;
         const out = into(p.res);
         for (let i = 0; i < slice; i++) out.push(await timeFirstByte(p.endpoint, origin));
       }
