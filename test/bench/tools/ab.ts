@@ -10,19 +10,16 @@
 //   … DIST|--flag|--flag   Node flags for that daemon (in addition to the bin's)
 //   … bare                 the bare Node SOCKS5 proxy (lib/bare-node-socks.ts): the floor
 //   … --warmup=N           set-ups per daemon before measuring (default 200)
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { groupCpuSeconds, sleep, startNginx, stopAll, tmpDir } from '../../harness/index.js';
 import {
-  freePort,
-  groupCpuSeconds,
-  sleep,
-  startNginx,
-  startProcess,
-  stopAll,
-  tmpDir,
-} from '../../harness/index.js';
-import { shebangFlags } from '../lib/daemon-flags.js';
+  type Daemon,
+  startBareNode,
+  startPortailDaemon,
+  writeBenchConfig,
+} from '../lib/daemons.js';
+import { percentile } from '../lib/measure.js';
 import { timeFirstByte } from '../lib/socks5-client.js';
 
 async function main() {
@@ -39,56 +36,18 @@ async function main() {
   const root = tmpDir(undefined, 'portail-ab-www-');
   const nginx = await startNginx({ root, workers: 'auto' });
   const origin = { host: '127.0.0.1', port: nginx.port };
-  const dir = tmpDir(undefined, 'portail-ab-');
-  writeFileSync(join(dir, 'filter.acl'), 'policy allow_all {\n  action allow\n}\n');
-  writeFileSync(
-    join(dir, 'portail.toml'),
-    `filter-acl-rules-path = "filter.acl"\nwatch-acl = false\nmax-connections = 10000\n\n[log]\naudit = "file:${join(dir, 'audit.jsonl')}"\nlevel = "warn"\n`,
-  );
+  const config = writeBenchConfig(undefined, 'portail-ab-');
   const daemons = [];
   for (const spec of builds) {
-    if (spec === 'bare') {
-      const port = await freePort();
-      const script = fileURLToPath(new URL('../lib/bare-node-socks.js', import.meta.url));
-      const p = await startProcess(process.execPath, [script, String(port)], {
-        readyWhen: port,
-        timeoutMs: 15_000,
-        name: spec,
-      });
-      daemons.push({
-        spec,
-        pid: p.pid,
-        proxy: { host: '127.0.0.1', port },
-        times: [] as number[],
-        cpu: 0,
-      });
-      continue;
+    let d: Daemon;
+    if (spec === 'bare') d = await startBareNode(spec);
+    else {
+      const [dist, ...extraFlags] = spec.split('|');
+      const cli = join(resolve(dist as string), 'proxy/cli/portail.js');
+      readFileSync(cli); // a clear error for a wrong path
+      d = await startPortailDaemon(config, { cli, name: spec, extraFlags });
     }
-    const [dist, ...flags] = spec.split('|');
-    const cli = join(resolve(dist as string), 'proxy/cli/portail.js');
-    readFileSync(cli); // a clear error for a wrong path
-    const port = await freePort();
-    const p = await startProcess(
-      process.execPath,
-      [
-        ...shebangFlags(cli),
-        ...flags,
-        cli,
-        'daemon',
-        '--config',
-        join(dir, 'portail.toml'),
-        '--bind-proxy-address',
-        `127.0.0.1:${port}`,
-      ],
-      { readyWhen: port, timeoutMs: 15_000, name: spec },
-    );
-    daemons.push({
-      spec,
-      pid: p.pid,
-      proxy: { host: '127.0.0.1', port },
-      times: [] as number[],
-      cpu: 0,
-    });
+    daemons.push({ spec, pid: d.started.pid, proxy: d.proxy, times: [] as number[], cpu: 0 });
   }
   const warmup = opt('warmup', 200);
   for (const d of daemons) for (let i = 0; i < warmup; i++) await timeFirstByte(d.proxy, origin);
@@ -101,8 +60,7 @@ async function main() {
     }
   }
   for (const d of daemons) {
-    const t = [...d.times].sort((a, b) => a - b);
-    const q = (x: number) => (t[Math.floor(t.length * x)] ?? 0).toFixed(3);
+    const q = (x: number) => (percentile(d.times, x * 100) ?? 0).toFixed(3);
     console.log(
       `${d.spec}: p50 ${q(0.5)} p90 ${q(0.9)} p99 ${q(0.99)} ms, ${((d.cpu / (rounds * n)) * 1e6).toFixed(0)} µs CPU per connection`,
     );

@@ -8,20 +8,11 @@
 //   node dist/test/bench/tools/phases.js [DIST…] [--rounds=6] [--n=300] [--warmup=200]
 //   (DIST defaults to this build's dist/; a copy made before a change compares builds)
 
-import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import {
-  freePort,
-  type Peer,
-  startMicrosocks,
-  startNginx,
-  startProcess,
-  stopAll,
-  tmpDir,
-} from '../../harness/index.js';
-import { shebangFlags } from '../lib/daemon-flags.js';
+import { startMicrosocks, startNginx, stopAll, tmpDir } from '../../harness/index.js';
+import { BUILT_CLI, startBareNode, startPortailDaemon, writeBenchConfig } from '../lib/daemons.js';
+import { percentile } from '../lib/measure.js';
 
 const PHASES = ['tcp', 'greeting', 'connect', 'first byte', 'end'] as const;
 
@@ -73,45 +64,21 @@ async function main() {
     Number(args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d);
   const rounds = opt('rounds', 6);
   const n = opt('n', 300);
-  const here = fileURLToPath(new URL('../../../', import.meta.url));
   const builds = args.filter((a) => !a.startsWith('--'));
-  if (builds.length === 0) builds.push(here);
 
   const root = tmpDir(undefined, 'portail-phases-www-');
   const nginx = await startNginx({ root, workers: 'auto' });
-  const dir = tmpDir(undefined, 'portail-phases-');
-  writeFileSync(join(dir, 'filter.acl'), 'policy allow_all {\n  action allow\n}\n');
-  writeFileSync(
-    join(dir, 'portail.toml'),
-    `filter-acl-rules-path = "filter.acl"\nwatch-acl = false\nmax-connections = 10000\n\n[log]\naudit = "file:${join(dir, 'audit.jsonl')}"\nlevel = "warn"\n`,
-  );
+  const config = writeBenchConfig(undefined, 'portail-phases-');
   const rows: Array<{ name: string; port: number; times: number[][] }> = [];
-  const m: Peer = await startMicrosocks({});
+  const m = await startMicrosocks({});
   rows.push({ name: 'microsocks', port: m.port, times: [] });
-  const barePort = await freePort();
-  await startProcess(
-    process.execPath,
-    [fileURLToPath(new URL('../lib/bare-node-socks.js', import.meta.url)), String(barePort)],
-    { readyWhen: barePort, timeoutMs: 15_000, name: 'bare' },
-  );
-  rows.push({ name: 'node (bare pipe)', port: barePort, times: [] });
-  for (const dist of builds) {
-    const cli = join(resolve(dist), 'proxy/cli/portail.js');
-    const port = await freePort();
-    await startProcess(
-      process.execPath,
-      [
-        ...shebangFlags(cli),
-        cli,
-        'daemon',
-        '--config',
-        join(dir, 'portail.toml'),
-        '--bind-proxy-address',
-        `127.0.0.1:${port}`,
-      ],
-      { readyWhen: port, timeoutMs: 15_000, name: dist },
-    );
-    rows.push({ name: `portail ${dist === here ? '(this build)' : dist}`, port, times: [] });
+  const bare = await startBareNode();
+  rows.push({ name: 'node (bare pipe)', port: bare.proxy.port, times: [] });
+  // Without builds named: this one.
+  for (const dist of builds.length ? builds : [undefined]) {
+    const cli = dist === undefined ? BUILT_CLI : join(resolve(dist), 'proxy/cli/portail.js');
+    const d = await startPortailDaemon(config, { cli, name: dist });
+    rows.push({ name: `portail ${dist ?? '(this build)'}`, port: d.proxy.port, times: [] });
   }
   const warmup = opt('warmup', 200);
   for (const r of rows) for (let i = 0; i < warmup; i++) await timed(r.port, nginx.port);
@@ -122,16 +89,14 @@ async function main() {
   console.log(['proxy', ...PHASES, 'sum of p50'].join(' | '));
   for (const r of rows) {
     const cells = PHASES.map((_, j) => {
-      const v = r.times.map((x) => x[j] as number).sort((a, b) => a - b);
-      return [v[v.length >> 1] ?? 0, v[Math.floor(v.length * 0.9)] ?? 0];
+      const v = r.times.map((x) => x[j] as number);
+      return { p50: percentile(v, 50) ?? 0, p90: percentile(v, 90) ?? 0 };
     });
-    const sum = cells.reduce((a, c) => a + (c[0] as number), 0);
+    const sum = cells.reduce((a, c) => a + c.p50, 0);
     console.log(
       [
         r.name,
-        ...cells.map(
-          ([p50, p90]) => `${(p50 as number).toFixed(0)} / ${(p90 as number).toFixed(0)}`,
-        ),
+        ...cells.map((c) => `${c.p50.toFixed(0)} / ${c.p90.toFixed(0)}`),
         sum.toFixed(0),
       ].join(' | '),
     );

@@ -17,23 +17,19 @@ import {
   openSync,
   readdirSync,
   readFileSync,
-  writeFileSync,
 } from 'node:fs';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import {
-  freePort,
   groupCpuSeconds,
   groupRssBytes,
   sleep,
   startNginx,
-  startProcess,
   stopAll,
   tmpDir,
 } from '../../harness/index.js';
-import { shebangFlags } from '../lib/daemon-flags.js';
+import { startPortailDaemon, writeBenchConfig } from '../lib/daemons.js';
 import { socksConnect, timeFirstByte } from '../lib/socks5-client.js';
 
 interface Node {
@@ -82,35 +78,18 @@ async function main() {
   closeSync(fd);
   const nginx = await startNginx({ root, workers: 'auto' });
   const origin = { host: '127.0.0.1', port: nginx.port };
-  const dir = tmpDir(undefined, 'portail-prof-');
-  writeFileSync(join(dir, 'filter.acl'), 'policy allow_all {\n  action allow\n}\n');
-  writeFileSync(
-    join(dir, 'portail.toml'),
-    `filter-acl-rules-path = "filter.acl"\nwatch-acl = false\nmax-connections = 10000\n\n[log]\naudit = "file:${join(dir, 'audit.jsonl')}"\nlevel = "warn"\n`,
-  );
-  const port = await freePort();
-  const cli = fileURLToPath(new URL('../../../proxy/cli/portail.js', import.meta.url));
-  const profDir = join(dir, 'prof');
-  const daemon = await startProcess(
-    process.execPath,
-    [
+  const config = writeBenchConfig(undefined, 'portail-prof-');
+  const profDir = join(dirname(config), 'prof');
+  const { started: daemon, proxy } = await startPortailDaemon(config, {
+    nodeFlags: [
       ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=200'] : []),
       ...(process.argv.includes('--heap')
         ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${tmpdir()}`]
         : []),
-      ...shebangFlags(cli),
-      // --node-flag=--max-semi-space-size=1 …: more V8/Node flags for the daemon.
-      ...process.argv.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice(12)),
-      cli,
-      'daemon',
-      '--config',
-      join(dir, 'portail.toml'),
-      '--bind-proxy-address',
-      `127.0.0.1:${port}`,
     ],
-    { readyWhen: port, timeoutMs: 15_000, name: 'portail' },
-  );
-  const proxy = { host: '127.0.0.1', port };
+    // --node-flag=--max-semi-space-size=1 …: more V8/Node flags for the daemon.
+    extraFlags: process.argv.filter((a) => a.startsWith('--node-flag=')).map((a) => a.slice(12)),
+  });
   await timeFirstByte(proxy, origin);
   const cpu0 = groupCpuSeconds(daemon.pid);
   const ut0 = userSys(daemon.pid);
@@ -122,7 +101,7 @@ async function main() {
         [
           '-sS',
           '--socks5-hostname',
-          `127.0.0.1:${port}`,
+          `127.0.0.1:${proxy.port}`,
           '-o',
           '/dev/null',
           `http://127.0.0.1:${nginx.port}/stream.bin`,
