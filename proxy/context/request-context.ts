@@ -71,30 +71,16 @@ export const PROVIDED_ATTRIBUTES: ReadonlyMap<string, AttrType> = new Map(
   PROVIDED_NAMES.map((n) => [n, KNOWN_ATTRIBUTES.get(n) as AttrType]),
 );
 
-/** Every attribute fact() knows, for snapshot(). */
-const FACT_NAMES = [
-  'host',
-  'port',
-  'proxy.protocol',
-  'proxy.cmd',
-  'method',
-  'scheme',
-  'path',
-  'query',
-  'client.ip',
-  'client.port',
-  'client.auth',
-  'client.cert.subject.cn',
-  'client.cert.san',
-  'client.cert.fingerprint',
-  'dst.ip',
-];
-
-const NOTHING_COMPUTED: Readonly<Record<string, AttrValue>> = Object.freeze({});
-
 const OWNER_ATTRS = ['client.uid', 'client.user', 'client.process.exe', 'client.process.name'];
 const PROCESS_ATTRS = ['client.process.exe', 'client.process.name'];
 const TIME_ATTRS = ['time.hour', 'time.weekday'];
+
+/** Every attribute fact() knows (the others need I/O or the clock), for snapshot(). */
+const FACT_NAMES = PROVIDED_NAMES.filter(
+  (n) => !OWNER_ATTRS.includes(n) && !TIME_ATTRS.includes(n),
+);
+
+const NOTHING_COMPUTED: Readonly<Record<string, AttrValue>> = Object.freeze({});
 
 export class RequestContext implements AclContext {
   /** Attributes fetched by prepare() (or the clock), in the order they were computed;

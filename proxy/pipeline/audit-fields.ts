@@ -25,7 +25,8 @@ export function requestFields(req: Req, ctx: AclContext, traceId: string): Parti
   };
 }
 
-/** A decision record's fields in one object, every key in a fixed order. */
+/** A decision record's fields in one object, every key in a fixed order (the request's,
+ * then the decision's: assigned, not spread, on every request's path). */
 export function decisionRecordFields(
   req: Req,
   ctx: AclContext,
@@ -33,38 +34,17 @@ export function decisionRecordFields(
   d: Decision,
   evalUs: number,
 ): Partial<AuditRecord> {
-  const uid = ctx.get('client.uid');
-  return {
-    trace_id: traceId,
-    protocol: req.protocol,
-    client: formatEndpoint(req.client.ip, req.client.port),
-    uid: typeof uid === 'number' ? uid : null,
-    user: str(ctx.get('user.email')) ?? str(ctx.get('user.sub')) ?? str(ctx.get('client.user')),
-    process: str(ctx.get('client.process.exe')) ?? str(ctx.get('client.process.name')),
-    device: str(ctx.get('device.id')),
-    host: req.target.host,
-    port: req.target.port,
-    action: d.action,
-    policy: d.policy,
-    route: routeOf(d),
-    reason: d.reason,
-    tags: d.tags.length === 0 ? [] : [...d.tags],
-    eval_us: evalUs,
-  };
+  const f = requestFields(req, ctx, traceId);
+  f.action = d.action;
+  f.policy = d.policy;
+  f.route = routeOf(d);
+  f.reason = d.reason;
+  f.tags = d.tags.length === 0 ? [] : [...d.tags];
+  f.eval_us = evalUs;
+  return f;
 }
 
 /** `direct`, or the candidate backends in order. */
 export function routeOf(d: Decision): string {
   return d.backends.length === 0 ? 'direct' : d.backends.join(',');
-}
-
-export function decisionFields(d: Decision, evalUs: number): Partial<AuditRecord> {
-  return {
-    action: d.action,
-    policy: d.policy,
-    route: routeOf(d),
-    reason: d.reason,
-    tags: [...d.tags],
-    eval_us: evalUs,
-  };
 }

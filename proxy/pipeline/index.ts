@@ -1,4 +1,4 @@
-export { decisionFields, requestFields, routeOf } from './audit-fields.js';
+export { requestFields, routeOf } from './audit-fields.js';
 export { type ExitRequest, type OpenedExit, openExit } from './exit.js';
 export type { DataPlane, DenialInfo, PipelineOptions, PipelineState } from './pipeline.js';
 export { createPipeline } from './pipeline.js';
