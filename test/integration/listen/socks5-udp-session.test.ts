@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import ipaddr from 'ipaddr.js';
 import { DEFAULT_LIMITS, type FrontEndContext } from '../../../proxy/listen/frontend.js';
 import { createProxyListener, type ProxyListener } from '../../../proxy/listen/listener.js';
@@ -124,6 +124,24 @@ after(async () => {
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
 });
 
+/**
+ * Everything a test opens (echo servers, UDP clients, control connections) is closed
+ * after it, whatever happened: no try/finally in every test.
+ */
+const opened: Array<() => void> = [];
+function closeAfterTest(close: () => void): void {
+  opened.push(close);
+}
+afterEach(() => {
+  for (const close of opened.splice(0).reverse()) {
+    try {
+      close();
+    } catch {
+      // already closed by the test itself
+    }
+  }
+});
+
 interface Echo {
   port: number;
   /** Source address of every datagram received. */
@@ -139,6 +157,7 @@ async function udpEcho(host = '127.0.0.1'): Promise<Echo> {
     sock.send(Buffer.concat([Buffer.from('echo:'), msg]), r.port, r.address);
   });
   await new Promise<void>((r) => sock.bind(0, host, r));
+  closeAfterTest(() => sock.close());
   return { port: sock.address().port, from, close: () => sock.close() };
 }
 
@@ -168,6 +187,7 @@ async function associate(
   opts: { port?: number; host?: string; requestedPort?: number } = {},
 ): Promise<Association> {
   const control = await RawClient.connect(opts.port ?? port4, opts.host ?? '127.0.0.1');
+  closeAfterTest(() => control.destroy());
   const p = Buffer.alloc(2);
   p.writeUInt16BE(opts.requestedPort ?? 0);
   control.write(Buffer.concat([Buffer.from([5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0]), p]));
@@ -189,6 +209,7 @@ class UdpClient {
   async open(): Promise<this> {
     this.sock.on('message', (m) => this.inbox.push(m));
     await new Promise<void>((r) => this.sock.bind(0, this.host, r));
+    closeAfterTest(() => this.sock.close());
     return this;
   }
   get port(): number {
@@ -231,24 +252,19 @@ describe('SOCKS5 UDP ASSOCIATE: outgoing-address', () => {
     await fake.reset();
     const echo = await udpEcho();
     const udp = await new UdpClient().open();
-    try {
-      const a = await associate();
-      const h = header('127.0.0.1', echo.port);
-      udp.send(Buffer.concat([h, Buffer.from('a')]), a.port);
-      assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:a')]));
-      assert.deepEqual(echo.from, ['127.0.0.1']);
-      a.control.destroy();
+    const a = await associate();
+    const h = header('127.0.0.1', echo.port);
+    udp.send(Buffer.concat([h, Buffer.from('a')]), a.port);
+    assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:a')]));
+    assert.deepEqual(echo.from, ['127.0.0.1']);
+    a.control.destroy();
 
-      fake.settings = { idleTimeoutMs: 0, outgoingAddress: '127.0.0.2' };
-      const b = await associate();
-      udp.send(Buffer.concat([h, Buffer.from('b')]), b.port);
-      assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:b')]));
-      assert.deepEqual(echo.from, ['127.0.0.1', '127.0.0.2']);
-      b.control.destroy();
-    } finally {
-      udp.close();
-      echo.close();
-    }
+    fake.settings = { idleTimeoutMs: 0, outgoingAddress: '127.0.0.2' };
+    const b = await associate();
+    udp.send(Buffer.concat([h, Buffer.from('b')]), b.port);
+    assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:b')]));
+    assert.deepEqual(echo.from, ['127.0.0.1', '127.0.0.2']);
+    b.control.destroy();
   });
 
   test('IPv4 outgoing-address: an IPv6 destination is dropped and reported once; the association goes on', async () => {
@@ -258,24 +274,17 @@ describe('SOCKS5 UDP ASSOCIATE: outgoing-address', () => {
     const echo4 = await udpEcho();
     const udp = await new UdpClient().open();
     const a = await associate();
-    try {
-      const h6 = header('::1', echo6.port);
-      for (const x of ['1', '2', '3']) udp.send(Buffer.concat([h6, Buffer.from(x)]), a.port);
-      assert.equal(await udp.next(300), undefined, 'an IPv6 destination was reached');
-      assert.deepEqual(echo6.from, []);
-      assert.equal(fake.undeliverable.length, 1, 'reported once per destination');
-      assert.deepEqual(fake.undeliverable[0].target, { host: '::1', port: echo6.port });
-      assert.match(fake.undeliverable[0].why, /no IPv4 address .*outgoing-address is 127\.0\.0\.2/);
-      const h4 = header('127.0.0.1', echo4.port);
-      udp.send(Buffer.concat([h4, Buffer.from('v4')]), a.port);
-      assert.deepEqual(await udp.next(), Buffer.concat([h4, Buffer.from('echo:v4')]));
-      assert.deepEqual(echo4.from, ['127.0.0.2']);
-    } finally {
-      a.control.destroy();
-      udp.close();
-      echo4.close();
-      echo6.close();
-    }
+    const h6 = header('::1', echo6.port);
+    for (const x of ['1', '2', '3']) udp.send(Buffer.concat([h6, Buffer.from(x)]), a.port);
+    assert.equal(await udp.next(300), undefined, 'an IPv6 destination was reached');
+    assert.deepEqual(echo6.from, []);
+    assert.equal(fake.undeliverable.length, 1, 'reported once per destination');
+    assert.deepEqual(fake.undeliverable[0].target, { host: '::1', port: echo6.port });
+    assert.match(fake.undeliverable[0].why, /no IPv4 address .*outgoing-address is 127\.0\.0\.2/);
+    const h4 = header('127.0.0.1', echo4.port);
+    udp.send(Buffer.concat([h4, Buffer.from('v4')]), a.port);
+    assert.deepEqual(await udp.next(), Buffer.concat([h4, Buffer.from('echo:v4')]));
+    assert.deepEqual(echo4.from, ['127.0.0.2']);
   });
 
   test('a name with both families goes to the address of outgoing-address’s family', async () => {
@@ -285,19 +294,13 @@ describe('SOCKS5 UDP ASSOCIATE: outgoing-address', () => {
     const echo4 = await udpEcho();
     const udp = await new UdpClient().open();
     const a = await associate();
-    try {
-      udp.send(Buffer.concat([header('dual.portail.test', echo4.port), Buffer.from('n')]), a.port);
-      const reply = await udp.next();
-      assert.ok(reply, 'no reply through the name');
-      assert.ok(reply.subarray(-6).equals(Buffer.from('echo:n')));
-      assert.deepEqual(echo4.from, ['127.0.0.2']);
-      // The reply's header names the address that answered.
-      assert.deepEqual(reply.subarray(0, 10), header('127.0.0.1', echo4.port));
-    } finally {
-      a.control.destroy();
-      udp.close();
-      echo4.close();
-    }
+    udp.send(Buffer.concat([header('dual.portail.test', echo4.port), Buffer.from('n')]), a.port);
+    const reply = await udp.next();
+    assert.ok(reply, 'no reply through the name');
+    assert.ok(reply.subarray(-6).equals(Buffer.from('echo:n')));
+    assert.deepEqual(echo4.from, ['127.0.0.2']);
+    // The reply's header names the address that answered.
+    assert.deepEqual(reply.subarray(0, 10), header('127.0.0.1', echo4.port));
   });
 
   test('an outgoing-address that is not ours ends the association (upstream_error), reported', async () => {
@@ -306,17 +309,12 @@ describe('SOCKS5 UDP ASSOCIATE: outgoing-address', () => {
     const echo = await udpEcho();
     const udp = await new UdpClient().open();
     const a = await associate();
-    try {
-      udp.send(Buffer.concat([header('127.0.0.1', echo.port), Buffer.from('x')]), a.port);
-      await a.control.waitClosed();
-      await until('close record', () => fake.closes.length === 1);
-      assert.equal(fake.closes[0].closeReason, 'upstream_error');
-      assert.match(fake.undeliverable[0]?.why ?? '', /EADDRNOTAVAIL|outbound UDP socket/);
-      assert.deepEqual(echo.from, []);
-    } finally {
-      udp.close();
-      echo.close();
-    }
+    udp.send(Buffer.concat([header('127.0.0.1', echo.port), Buffer.from('x')]), a.port);
+    await a.control.waitClosed();
+    await until('close record', () => fake.closes.length === 1);
+    assert.equal(fake.closes[0].closeReason, 'upstream_error');
+    assert.match(fake.undeliverable[0]?.why ?? '', /EADDRNOTAVAIL|outbound UDP socket/);
+    assert.deepEqual(echo.from, []);
   });
 });
 
@@ -327,17 +325,11 @@ describe('SOCKS5 UDP ASSOCIATE: the reply address', () => {
     const echo = await udpEcho();
     // The client's source is 127.0.0.1 (the kernel's choice for loopback): same for UDP.
     const udp = await new UdpClient().open();
-    try {
-      assert.equal(a.address, '127.0.0.3');
-      assert.equal(await portIsFree(a.port, '127.0.0.3'), false);
-      const h = header('127.0.0.1', echo.port);
-      udp.send(Buffer.concat([h, Buffer.from('x')]), a.port, '127.0.0.3');
-      assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:x')]));
-    } finally {
-      a.control.destroy();
-      udp.close();
-      echo.close();
-    }
+    assert.equal(a.address, '127.0.0.3');
+    assert.equal(await portIsFree(a.port, '127.0.0.3'), false);
+    const h = header('127.0.0.1', echo.port);
+    udp.send(Buffer.concat([h, Buffer.from('x')]), a.port, '127.0.0.3');
+    assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:x')]));
   });
 
   test('over IPv6 (::1) the reply is an IPv6 address and datagrams flow', async () => {
@@ -345,16 +337,10 @@ describe('SOCKS5 UDP ASSOCIATE: the reply address', () => {
     const a = await associate({ port: portAny, host: '::1' });
     const echo = await udpEcho('::1');
     const udp = await new UdpClient('::1').open();
-    try {
-      assert.equal(a.address, '::1');
-      const h = header('::1', echo.port);
-      udp.send(Buffer.concat([h, Buffer.from('six')]), a.port);
-      assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:six')]));
-    } finally {
-      a.control.destroy();
-      udp.close();
-      echo.close();
-    }
+    assert.equal(a.address, '::1');
+    const h = header('::1', echo.port);
+    udp.send(Buffer.concat([h, Buffer.from('six')]), a.port);
+    assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:six')]));
   });
 
   test('public-address is advertised instead; the relay still listens where the client connected', async () => {
@@ -363,16 +349,10 @@ describe('SOCKS5 UDP ASSOCIATE: the reply address', () => {
     const a = await associate();
     const echo = await udpEcho();
     const udp = await new UdpClient().open();
-    try {
-      assert.equal(a.address, '192.0.2.7');
-      const h = header('127.0.0.1', echo.port);
-      udp.send(Buffer.concat([h, Buffer.from('nat')]), a.port, '127.0.0.1');
-      assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:nat')]));
-    } finally {
-      a.control.destroy();
-      udp.close();
-      echo.close();
-    }
+    assert.equal(a.address, '192.0.2.7');
+    const h = header('127.0.0.1', echo.port);
+    udp.send(Buffer.concat([h, Buffer.from('nat')]), a.port, '127.0.0.1');
+    assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:nat')]));
   });
 });
 
@@ -383,38 +363,32 @@ describe('SOCKS5 UDP ASSOCIATE: lifetime and the close record', () => {
     const echo = await udpEcho();
     const udp = await new UdpClient().open();
     const a = await associate();
-    try {
-      const h = header('127.0.0.1', echo.port);
-      const started = Date.now();
-      let sent = 0;
-      let lastEcho = Date.now();
-      while (Date.now() - started < 700) {
-        const payload = Buffer.from(`ping${sent}`);
-        udp.send(Buffer.concat([h, payload]), a.port);
-        assert.ok(await udp.next(), 'no echo while active');
-        lastEcho = Date.now();
-        sent++;
-        await sleep(80);
-      }
-      assert.equal(a.control.closed || a.control.ended, false, 'closed while active');
-      assert.equal(fake.closes.length, 0);
-      await a.control.waitClosed(2000);
-      const quiet = Date.now() - lastEcho;
-      assert.ok(quiet >= 280 && quiet < 1000, `closed after ${quiet} ms of silence`);
-      await until('close record', () => fake.closes.length === 1);
-      const c = fake.closes[0];
-      assert.equal(c.closeReason, 'idle_timeout');
-      let up = 0;
-      for (let i = 0; i < sent; i++) up += `ping${i}`.length;
-      assert.equal(c.bytesUp, up);
-      assert.equal(c.bytesDown, up + 5 * sent);
-      assert.ok(c.durationMs >= 900, `duration ${c.durationMs}`);
-      assert.equal(await portIsFree(a.port), true, 'relay socket still bound');
-    } finally {
-      a.control.destroy();
-      udp.close();
-      echo.close();
+    const h = header('127.0.0.1', echo.port);
+    const started = Date.now();
+    let sent = 0;
+    let lastEcho = Date.now();
+    while (Date.now() - started < 700) {
+      const payload = Buffer.from(`ping${sent}`);
+      udp.send(Buffer.concat([h, payload]), a.port);
+      assert.ok(await udp.next(), 'no echo while active');
+      lastEcho = Date.now();
+      sent++;
+      await sleep(80);
     }
+    assert.equal(a.control.closed || a.control.ended, false, 'closed while active');
+    assert.equal(fake.closes.length, 0);
+    await a.control.waitClosed(2000);
+    const quiet = Date.now() - lastEcho;
+    assert.ok(quiet >= 280 && quiet < 1000, `closed after ${quiet} ms of silence`);
+    await until('close record', () => fake.closes.length === 1);
+    const c = fake.closes[0];
+    assert.equal(c.closeReason, 'idle_timeout');
+    let up = 0;
+    for (let i = 0; i < sent; i++) up += `ping${i}`.length;
+    assert.equal(c.bytesUp, up);
+    assert.equal(c.bytesDown, up + 5 * sent);
+    assert.ok(c.durationMs >= 900, `duration ${c.durationMs}`);
+    assert.equal(await portIsFree(a.port), true, 'relay socket still bound');
   });
 
   test('datagrams from others and denied ones do not keep it alive', async () => {
@@ -424,59 +398,49 @@ describe('SOCKS5 UDP ASSOCIATE: lifetime and the close record', () => {
     const udp = await new UdpClient().open();
     const other = await new UdpClient().open();
     const a = await associate({ requestedPort: udp.port });
+    const h = header('127.0.0.1', 9);
+    const t0 = Date.now();
+    const spam = setInterval(() => {
+      udp.send(Buffer.concat([h, Buffer.from('denied')]), a.port);
+      other.send(Buffer.concat([h, Buffer.from('stranger')]), a.port);
+    }, 50);
     try {
-      const h = header('127.0.0.1', 9);
-      const t0 = Date.now();
-      const spam = setInterval(() => {
-        udp.send(Buffer.concat([h, Buffer.from('denied')]), a.port);
-        other.send(Buffer.concat([h, Buffer.from('stranger')]), a.port);
-      }, 50);
-      try {
-        await a.control.waitClosed(2000);
-      } finally {
-        clearInterval(spam);
-      }
-      assert.ok(Date.now() - t0 < 1000);
-      await until('close record', () => fake.closes.length === 1);
-      assert.deepEqual(
-        { ...fake.closes[0], durationMs: 0 },
-        { bytesUp: 0, bytesDown: 0, durationMs: 0, closeReason: 'idle_timeout' },
-      );
-      assert.equal(fake.decided.length, 1, 'the denied destination was decided more than once');
+      await a.control.waitClosed(2000);
     } finally {
-      udp.close();
-      other.close();
+      clearInterval(spam);
     }
+    assert.ok(Date.now() - t0 < 1000);
+    await until('close record', () => fake.closes.length === 1);
+    assert.deepEqual(
+      { ...fake.closes[0], durationMs: 0 },
+      { bytesUp: 0, bytesDown: 0, durationMs: 0, closeReason: 'idle_timeout' },
+    );
+    assert.equal(fake.decided.length, 1, 'the denied destination was decided more than once');
   });
 
   test('client FIN = completed, reset = client_error; one close record each, with the bytes', async () => {
     await fake.reset();
     const echo = await udpEcho();
     const udp = await new UdpClient().open();
-    try {
-      const h = header('127.0.0.1', echo.port);
-      const a = await associate();
-      udp.send(Buffer.concat([h, Buffer.from('12345')]), a.port);
-      assert.ok(await udp.next());
-      a.control.socket.end();
-      await until('close record', () => fake.closes.length === 1);
-      assert.equal(fake.closes[0].closeReason, 'completed');
-      assert.equal(fake.closes[0].bytesUp, 5);
-      assert.equal(fake.closes[0].bytesDown, 10);
+    const h = header('127.0.0.1', echo.port);
+    const a = await associate();
+    udp.send(Buffer.concat([h, Buffer.from('12345')]), a.port);
+    assert.ok(await udp.next());
+    a.control.socket.end();
+    await until('close record', () => fake.closes.length === 1);
+    assert.equal(fake.closes[0].closeReason, 'completed');
+    assert.equal(fake.closes[0].bytesUp, 5);
+    assert.equal(fake.closes[0].bytesDown, 10);
 
-      const b = await associate();
-      udp.send(Buffer.concat([h, Buffer.from('abc')]), b.port);
-      assert.ok(await udp.next());
-      b.control.socket.resetAndDestroy();
-      await until('close record', () => fake.closes.length === 2);
-      assert.equal(fake.closes[1].closeReason, 'client_error');
-      assert.equal(fake.closes[1].bytesUp, 3);
-      await sleep(100);
-      assert.equal(fake.closes.length, 2, 'more than one close record');
-    } finally {
-      udp.close();
-      echo.close();
-    }
+    const b = await associate();
+    udp.send(Buffer.concat([h, Buffer.from('abc')]), b.port);
+    assert.ok(await udp.next());
+    b.control.socket.resetAndDestroy();
+    await until('close record', () => fake.closes.length === 2);
+    assert.equal(fake.closes[1].closeReason, 'client_error');
+    assert.equal(fake.closes[1].bytesUp, 3);
+    await sleep(100);
+    assert.equal(fake.closes.length, 2, 'more than one close record');
   });
 
   test('a reply too big for a SOCKS header is dropped, the association goes on and does not count it', async () => {
@@ -484,23 +448,17 @@ describe('SOCKS5 UDP ASSOCIATE: lifetime and the close record', () => {
     const echo = await udpEcho();
     const udp = await new UdpClient().open();
     const a = await associate();
-    try {
-      const h = header('127.0.0.1', echo.port);
-      // 10 + 65497 = 65507 (the IPv4 maximum); the echo (+5) plus a header does not fit.
-      udp.send(Buffer.concat([h, Buffer.alloc(65497, 1)]), a.port);
-      assert.equal(await udp.next(300), undefined);
-      assert.equal(echo.from.length, 1, 'the big datagram did not reach the echo');
-      udp.send(Buffer.concat([h, Buffer.from('small')]), a.port);
-      assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:small')]));
-      a.control.socket.end();
-      await until('close record', () => fake.closes.length === 1);
-      assert.equal(fake.closes[0].bytesUp, 65497 + 5);
-      assert.equal(fake.closes[0].bytesDown, 10);
-    } finally {
-      a.control.destroy();
-      udp.close();
-      echo.close();
-    }
+    const h = header('127.0.0.1', echo.port);
+    // 10 + 65497 = 65507 (the IPv4 maximum); the echo (+5) plus a header does not fit.
+    udp.send(Buffer.concat([h, Buffer.alloc(65497, 1)]), a.port);
+    assert.equal(await udp.next(300), undefined);
+    assert.equal(echo.from.length, 1, 'the big datagram did not reach the echo');
+    udp.send(Buffer.concat([h, Buffer.from('small')]), a.port);
+    assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from('echo:small')]));
+    a.control.socket.end();
+    await until('close record', () => fake.closes.length === 1);
+    assert.equal(fake.closes[0].bytesUp, 65497 + 5);
+    assert.equal(fake.closes[0].bytesDown, 10);
   });
 
   test('the pipeline closes it (policy_changed) and can make it decide again (reload)', async () => {
@@ -508,29 +466,23 @@ describe('SOCKS5 UDP ASSOCIATE: lifetime and the close record', () => {
     const echo = await udpEcho();
     const udp = await new UdpClient().open();
     const a = await associate();
-    try {
-      const h = header('127.0.0.1', echo.port);
-      udp.send(Buffer.concat([h, Buffer.from('1')]), a.port);
-      assert.ok(await udp.next());
-      udp.send(Buffer.concat([h, Buffer.from('2')]), a.port);
-      assert.ok(await udp.next());
-      assert.equal(fake.decided.length, 1);
-      // A reload now denies it: decided again, dropped, and replies no longer accepted.
-      fake.verdict = () => ({ send: false });
-      fake.handles[0].forgetDecisions();
-      udp.send(Buffer.concat([h, Buffer.from('3')]), a.port);
-      assert.equal(await udp.next(300), undefined);
-      assert.equal(fake.decided.length, 2);
-      fake.handles[0].close('policy_changed');
-      await a.control.waitClosed();
-      await until('close record', () => fake.closes.length === 1);
-      assert.equal(fake.closes[0].closeReason, 'policy_changed');
-      assert.equal(await portIsFree(a.port), true);
-    } finally {
-      a.control.destroy();
-      udp.close();
-      echo.close();
-    }
+    const h = header('127.0.0.1', echo.port);
+    udp.send(Buffer.concat([h, Buffer.from('1')]), a.port);
+    assert.ok(await udp.next());
+    udp.send(Buffer.concat([h, Buffer.from('2')]), a.port);
+    assert.ok(await udp.next());
+    assert.equal(fake.decided.length, 1);
+    // A reload now denies it: decided again, dropped, and replies no longer accepted.
+    fake.verdict = () => ({ send: false });
+    fake.handles[0].forgetDecisions();
+    udp.send(Buffer.concat([h, Buffer.from('3')]), a.port);
+    assert.equal(await udp.next(300), undefined);
+    assert.equal(fake.decided.length, 2);
+    fake.handles[0].close('policy_changed');
+    await a.control.waitClosed();
+    await until('close record', () => fake.closes.length === 1);
+    assert.equal(fake.closes[0].closeReason, 'policy_changed');
+    assert.equal(await portIsFree(a.port), true);
   });
 
   test('an association the pipeline refuses gets its reply code and no close record', async () => {
@@ -570,23 +522,17 @@ describe('SOCKS5 UDP ASSOCIATE: bounds', () => {
       udp.send(Buffer.concat([h, Buffer.from(String(i))]), a.port);
       assert.deepEqual(await udp.next(), Buffer.concat([h, Buffer.from(`echo:${i}`)]));
     };
-    try {
-      for (const i of [0, 1, 2, 0, 3]) await to(i); // 3 evicts 1 (0 was used after 1)
-      assert.equal(fake.decided.length, 4);
-      await to(0);
-      await to(2);
-      assert.equal(fake.decided.length, 4, '0 or 2 was evicted instead of 1');
-      await to(1);
-      assert.equal(fake.decided.length, 5, '1 was not evicted');
-      assert.deepEqual(
-        fake.decided.map((t) => echoes.findIndex((e) => e.port === t.port)),
-        [0, 1, 2, 3, 1],
-      );
-    } finally {
-      a.control.destroy();
-      udp.close();
-      for (const e of echoes) e.close();
-    }
+    for (const i of [0, 1, 2, 0, 3]) await to(i); // 3 evicts 1 (0 was used after 1)
+    assert.equal(fake.decided.length, 4);
+    await to(0);
+    await to(2);
+    assert.equal(fake.decided.length, 4, '0 or 2 was evicted instead of 1');
+    await to(1);
+    assert.equal(fake.decided.length, 5, '1 was not evicted');
+    assert.deepEqual(
+      fake.decided.map((t) => echoes.findIndex((e) => e.port === t.port)),
+      [0, 1, 2, 3, 1],
+    );
   });
 
   test('at most 64 destinations are decided at once; datagrams to further ones are dropped', async () => {
@@ -594,18 +540,13 @@ describe('SOCKS5 UDP ASSOCIATE: bounds', () => {
     fake.decideDelayMs = 300;
     const udp = await new UdpClient().open();
     const a = await associate();
-    try {
-      for (let p = 1000; p < 1100; p++)
-        udp.send(Buffer.concat([header('127.0.0.1', p), Buffer.from('x')]), a.port);
-      await sleep(150);
-      assert.equal(fake.decided.length, 64);
-      await sleep(300);
-      udp.send(Buffer.concat([header('127.0.0.1', 2000), Buffer.from('x')]), a.port);
-      await until('a decision once the others are done', () => fake.decided.length === 65);
-    } finally {
-      a.control.destroy();
-      udp.close();
-    }
+    for (let p = 1000; p < 1100; p++)
+      udp.send(Buffer.concat([header('127.0.0.1', p), Buffer.from('x')]), a.port);
+    await sleep(150);
+    assert.equal(fake.decided.length, 64);
+    await sleep(300);
+    udp.send(Buffer.concat([header('127.0.0.1', 2000), Buffer.from('x')]), a.port);
+    await until('a decision once the others are done', () => fake.decided.length === 65);
   });
 });
 
@@ -634,6 +575,7 @@ describe('SOCKS5 UDP ASSOCIATE: the client’s source address', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     servers.push(server);
     const control = await RawClient.connect((server.address() as net.AddressInfo).port);
+    closeAfterTest(() => control.destroy());
     const reply = await control.read(10);
     assert.equal(reply[1], 0);
     return { control, port: reply.readUInt16BE(8), errors };
@@ -645,19 +587,12 @@ describe('SOCKS5 UDP ASSOCIATE: the client’s source address', () => {
     const named = await new UdpClient('127.0.0.5').open();
     const peer = await new UdpClient('127.0.0.1').open();
     const a = await direct('127.0.0.5', named.port);
-    try {
-      const h = header('127.0.0.1', echo.port);
-      peer.send(Buffer.concat([h, Buffer.from('peer')]), a.port);
-      assert.equal(await peer.next(300), undefined);
-      assert.deepEqual(echo.from, []);
-      named.send(Buffer.concat([h, Buffer.from('named')]), a.port, '127.0.0.1');
-      assert.deepEqual(await named.next(), Buffer.concat([h, Buffer.from('echo:named')]));
-    } finally {
-      a.control.destroy();
-      named.close();
-      peer.close();
-      echo.close();
-    }
+    const h = header('127.0.0.1', echo.port);
+    peer.send(Buffer.concat([h, Buffer.from('peer')]), a.port);
+    assert.equal(await peer.next(300), undefined);
+    assert.deepEqual(echo.from, []);
+    named.send(Buffer.concat([h, Buffer.from('named')]), a.port, '127.0.0.1');
+    assert.deepEqual(await named.next(), Buffer.concat([h, Buffer.from('echo:named')]));
   });
 
   test('DST.ADDR 0.0.0.0 or a name: the TCP peer’s address; another local address is dropped', async () => {
@@ -667,19 +602,13 @@ describe('SOCKS5 UDP ASSOCIATE: the client’s source address', () => {
       const peer = await new UdpClient('127.0.0.1').open();
       const stranger = await new UdpClient('127.0.0.6').open();
       const a = await direct(host, 0);
-      try {
-        const h = header('127.0.0.1', echo.port);
-        stranger.send(Buffer.concat([h, Buffer.from('s')]), a.port, '127.0.0.1');
-        assert.equal(await stranger.next(200), undefined, `${host}: a stranger got through`);
-        peer.send(Buffer.concat([h, Buffer.from('p')]), a.port);
-        assert.deepEqual(await peer.next(), Buffer.concat([h, Buffer.from('echo:p')]), host);
-        assert.deepEqual(echo.from, ['127.0.0.1']);
-      } finally {
-        a.control.destroy();
-        peer.close();
-        stranger.close();
-        echo.close();
-      }
+      const h = header('127.0.0.1', echo.port);
+      stranger.send(Buffer.concat([h, Buffer.from('s')]), a.port, '127.0.0.1');
+      assert.equal(await stranger.next(200), undefined, `${host}: a stranger got through`);
+      peer.send(Buffer.concat([h, Buffer.from('p')]), a.port);
+      assert.deepEqual(await peer.next(), Buffer.concat([h, Buffer.from('echo:p')]), host);
+      assert.deepEqual(echo.from, ['127.0.0.1']);
+      a.control.destroy(); // the next round's reset waits for this association to end
     }
   });
 });
