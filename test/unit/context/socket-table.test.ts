@@ -47,6 +47,27 @@ async function listener(host: string) {
   };
 }
 
+/**
+ * A loopback client in a child Node process (as user `uid` when given: root only),
+ * connected to a fresh listener; its peer address as the server sees it.
+ */
+async function clientInChild(uid?: number) {
+  const l = await listener('127.0.0.1');
+  const accepted = l.next();
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require('net').connect(${l.port},'127.0.0.1').on('error',()=>{});setTimeout(()=>{},30000)`,
+    ],
+    { stdio: 'ignore', ...(uid === undefined ? {} : { uid, gid: uid }) },
+  );
+  cleanups.push(() => {
+    child.kill('SIGKILL');
+  });
+  return { child, peer: await accepted };
+}
+
 async function ownConnection(listenHost: string, connectHost: string) {
   const l = await listener(listenHost);
   const accepted = l.next();
@@ -97,20 +118,7 @@ for (const [source, options] of [
     });
 
     test('a client in another process is attributed to that process', async () => {
-      const l = await listener('127.0.0.1');
-      const accepted = l.next();
-      const child = spawn(
-        process.execPath,
-        [
-          '-e',
-          `require('net').connect(${l.port},'127.0.0.1').on('error',()=>{});setTimeout(()=>{},30000)`,
-        ],
-        { stdio: 'ignore' },
-      );
-      cleanups.push(() => {
-        child.kill('SIGKILL');
-      });
-      const peer = await accepted;
+      const { child, peer } = await clientInChild();
       const owner = await table.owner(peer);
       assert.ok(owner);
       const p = await table.process(owner.inode, owner.uid);
@@ -123,20 +131,7 @@ for (const [source, options] of [
       // (where a skip fails the run), so this is skipped on developers' accounts only.
       if (process.getuid?.() !== 0) return t.skip('needs root to run a client as another uid');
       const nobody = 65534;
-      const l = await listener('127.0.0.1');
-      const accepted = l.next();
-      const child = spawn(
-        process.execPath,
-        [
-          '-e',
-          `require('net').connect(${l.port},'127.0.0.1').on('error',()=>{});setTimeout(()=>{},30000)`,
-        ],
-        { stdio: 'ignore', uid: nobody, gid: nobody },
-      );
-      cleanups.push(() => {
-        child.kill('SIGKILL');
-      });
-      const peer = await accepted;
+      const { child, peer } = await clientInChild(nobody);
       const owner = await table.owner(peer);
       assert.equal(owner?.uid, nobody);
       assert.equal(await table.userName(nobody), 'nobody');
@@ -251,20 +246,7 @@ describe('sockDiagOwner (the addon, NETLINK_SOCK_DIAG)', () => {
   test('a client running as another user (65534)', async (t) => {
     // Deliberate: see the same test above (root only; CI runs as root).
     if (process.getuid?.() !== 0) return t.skip('needs root to run a client as another uid');
-    const l = await listener('127.0.0.1');
-    const accepted = l.next();
-    const child = spawn(
-      process.execPath,
-      [
-        '-e',
-        `require('net').connect(${l.port},'127.0.0.1').on('error',()=>{});setTimeout(()=>{},30000)`,
-      ],
-      { stdio: 'ignore', uid: 65534, gid: 65534 },
-    );
-    cleanups.push(() => {
-      child.kill('SIGKILL');
-    });
-    const peer = await accepted;
+    const { peer } = await clientInChild(65534);
     assert.equal(ask(peer)?.uid, 65534);
     assert.equal((await procTable.owner(peer))?.uid, 65534);
   });
