@@ -233,6 +233,21 @@ async function download(t: Owner, proxyPort: number, url: string, tunnel = true)
   return { ...r, seconds, sha: r.code === 0 ? await sha256File(out) : '' };
 }
 
+/**
+ * An origin, an allow-all gateway behind a breakable forwarder, a workstation
+ * (`extra`: more of its configuration) whose pool already holds one connection: a first
+ * download went through.
+ */
+async function warmPool(t: Owner, extra?: string) {
+  const web = await bulkOrigin(t);
+  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
+  const fwd = await counter(t, () => gw.port);
+  const ws = await workstation(t, gw.ca, fwd.port, extra);
+  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
+  assert.equal(warm.code, 0, warm.stderr);
+  return { web, gw, fwd, ws };
+}
+
 const ALLOW_BUT_PORT = (port: number) =>
   `policy closed_port { when port == ${port} action deny }\npolicy all { action allow }\n`;
 
@@ -293,13 +308,8 @@ test('h2 pool: a refusal is the gateway answer (403 → 502), the session and th
 
 test('h2 pool: connect-timeout bounds each stream; a slow destination keeps the session and the backend', async (t) => {
   if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
-  const web = await bulkOrigin(t);
   const slow = await blackholePort(t);
-  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
-  const fwd = await counter(t, () => gw.port);
-  const ws = await workstation(t, gw.ca, fwd.port, 'connect-timeout = "1s"');
-  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
-  assert.equal(warm.code, 0, warm.stderr);
+  const { web, fwd, ws } = await warmPool(t, 'connect-timeout = "1s"');
 
   const started = Date.now();
   const r = await curl([
@@ -474,12 +484,7 @@ async function connectTime(proxyPort: number, port: number): Promise<number> {
 
 test('h2 pool unhappy: the pooled connection is cut under a download; the download fails cleanly, the next request opens a new connection', async (t) => {
   if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
-  const web = await bulkOrigin(t);
-  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
-  const fwd = await counter(t, () => gw.port);
-  const ws = await workstation(t, gw.ca, fwd.port);
-  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
-  assert.equal(warm.code, 0, warm.stderr);
+  const { web, fwd, ws } = await warmPool(t);
 
   // 512 MiB cannot finish before the cut (the origin writes with backpressure).
   const inFlight = download(t, ws.port, `http://127.0.0.1:${web}/512`);
@@ -507,12 +512,7 @@ test('h2 pool unhappy: the pooled connection is cut under a download; the downlo
 
 test('h2 pool unhappy: a pooled connection found dead only when used (reset) is replaced and the request succeeds', async (t) => {
   if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
-  const web = await bulkOrigin(t);
-  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
-  const fwd = await counter(t, () => gw.port);
-  const ws = await workstation(t, gw.ca, fwd.port);
-  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
-  assert.equal(warm.code, 0, warm.stderr);
+  const { web, fwd, ws } = await warmPool(t);
   assert.equal(fwd.live(), 1, 'the session is pooled');
 
   // The flow is gone but the workstation does not know: its next CONNECT meets a reset.
@@ -532,12 +532,7 @@ test('h2 pool unhappy: a pooled connection found dead only when used (reset) is 
 
 test('h2 pool unhappy: a silently dead pooled connection — the CONNECT times out, the PING gets no answer, the connection is dropped and the next request works', async (t) => {
   if (!requireTool(t, 'curl') || !requireTool(t, 'openssl')) return;
-  const web = await bulkOrigin(t);
-  const gw = await startGateway(t, { acl: 'policy all { action allow }\n' });
-  const fwd = await counter(t, () => gw.port);
-  const ws = await workstation(t, gw.ca, fwd.port, 'connect-timeout = "1s"');
-  const warm = await download(t, ws.port, `http://127.0.0.1:${web}/1`);
-  assert.equal(warm.code, 0, warm.stderr);
+  const { web, fwd, ws } = await warmPool(t, 'connect-timeout = "1s"');
 
   fwd.freeze();
   const started = Date.now();
