@@ -75,11 +75,6 @@ const OWNER_ATTRS = ['client.uid', 'client.user', 'client.process.exe', 'client.
 const PROCESS_ATTRS = ['client.process.exe', 'client.process.name'];
 const TIME_ATTRS = ['time.hour', 'time.weekday'];
 
-/** Every attribute fact() knows (the others need I/O or the clock), for snapshot(). */
-const FACT_NAMES = PROVIDED_NAMES.filter(
-  (n) => !OWNER_ATTRS.includes(n) && !TIME_ATTRS.includes(n),
-);
-
 const NOTHING_COMPUTED: Readonly<Record<string, AttrValue>> = Object.freeze({});
 
 export class RequestContext implements AclContext {
@@ -239,21 +234,11 @@ export class RequestContext implements AclContext {
     return out;
   }
 
-  /** Plain record of every attribute known so far: facts and computed values. */
-  snapshot(): Record<string, AttrValue> {
-    const out: Record<string, AttrValue> = {};
-    for (const k of FACT_NAMES) {
-      const v = this.fact(k);
-      if (v !== undefined) out[k] = Array.isArray(v) ? [...v] : v;
-    }
-    for (const [k, v] of this.computed ?? []) out[k] = Array.isArray(v) ? [...v] : v;
-    return out;
-  }
-
   /**
-   * A context replaying a snapshot (re-evaluation of a live relay on reload). With
+   * A context replaying recorded values (computedValues(), or a whole record handed
+   * over by an earlier version): re-evaluation of a live relay on reload. With
    * `clock`, time.* are taken from it (the rules apply at the time of the reload),
-   * otherwise from the snapshot.
+   * otherwise from the values.
    */
   static fromSnapshot(
     values: Record<string, AttrValue>,
