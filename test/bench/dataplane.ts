@@ -23,8 +23,9 @@ import {
 import {
   ALLOW_ALL_ACL,
   BUILT_CLI,
-  startBareNode,
+  REFERENCE_PROXIES,
   startPortailDaemon,
+  startReferenceNode,
   writeBenchConfig,
 } from './lib/daemons.js';
 import { curlDownload, median, percentile } from './lib/measure.js';
@@ -406,15 +407,18 @@ async function main() {
     proxies.push({ name: 'microsocks', endpoint: m, pgid: m.pid, roles: all, res: noResults() });
   }
   if (want('node')) {
-    // The floor of any Node proxy here (reference, no target): lib/bare-node-socks.ts.
-    const b = await startBareNode();
-    proxies.push({
-      name: 'node (bare pipe)',
-      endpoint: b.proxy,
-      pgid: b.started.pid,
-      roles: all,
-      res: noResults(),
-    });
+    // The floor of any Node proxy here (references, no target): lib/bare-node-socks.ts,
+    // and lib/lean-node-socks.ts for set-up only (it has no backpressure).
+    for (const which of ['bare', 'lean'] as const) {
+      const b = await startReferenceNode(which);
+      proxies.push({
+        name: REFERENCE_PROXIES[which].name,
+        endpoint: b.proxy,
+        pgid: b.started.pid,
+        roles: which === 'bare' ? all : new Set(['setup']),
+        res: noResults(),
+      });
+    }
   }
   const live = proxies.filter((p) => !p.unavailable);
   const log = (m: string) => console.error(`[dataplane] ${m}`);

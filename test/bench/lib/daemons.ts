@@ -1,7 +1,8 @@
 // How the benchmarks and their tools start the proxies they measure: portail the way
 // its bin runs it (with the Node flags of the script's `#!/usr/bin/env -S node FLAGS`
-// line; proxy/cli/portail.ts says why), on a minimal configuration, and the bare Node
-// SOCKS5 proxy (lib/bare-node-socks.ts), the floor of any Node proxy.
+// line; proxy/cli/portail.ts says why), on a minimal configuration, and the reference
+// Node SOCKS5 proxies (lib/bare-node-socks.ts, lib/lean-node-socks.ts): the floor of any
+// Node proxy.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,10 +79,21 @@ export async function startPortailDaemon(
   return { started, proxy: { host: '127.0.0.1', port } };
 }
 
-/** The bare Node SOCKS5 proxy (greeting, CONNECT, pipe: nothing else). */
-export async function startBareNode(name = 'node (bare pipe)'): Promise<Daemon> {
+/** The reference Node SOCKS5 proxies (no ACL, no audit): the floor of any Node proxy. */
+export const REFERENCE_PROXIES = {
+  /** Greeting, CONNECT, socket.pipe: lib/bare-node-socks.ts. */
+  bare: { script: 'bare-node-socks.js', name: 'node (bare pipe)' },
+  /** The same without streams, reads into a reused buffer: lib/lean-node-socks.ts. */
+  lean: { script: 'lean-node-socks.js', name: 'node (lean, reused reads)' },
+} as const;
+
+/** A reference Node proxy (REFERENCE_PROXIES) on a free loopback port. */
+export async function startReferenceNode(
+  which: keyof typeof REFERENCE_PROXIES = 'bare',
+  name: string = REFERENCE_PROXIES[which].name,
+): Promise<Daemon> {
   const port = await freePort();
-  const script = fileURLToPath(new URL('./bare-node-socks.js', import.meta.url));
+  const script = fileURLToPath(new URL(`./${REFERENCE_PROXIES[which].script}`, import.meta.url));
   const started = await startProcess(process.execPath, [script, String(port)], {
     readyWhen: port,
     timeoutMs: 15_000,

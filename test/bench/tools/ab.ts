@@ -8,15 +8,16 @@
 //   cp -r dist /tmp/base-dist            (before the change; then rebuild)
 //   node dist/test/bench/tools/ab.js /tmp/base-dist dist [--rounds=4] [--n=500]
 //   … DIST|--flag|--flag   Node flags for that daemon (in addition to the bin's)
-//   … bare                 the bare Node SOCKS5 proxy (lib/bare-node-socks.ts): the floor
+//   … bare | lean          a reference Node SOCKS5 proxy (lib/bare-node-socks.ts,
+//                          lib/lean-node-socks.ts): the floor
 //   … --warmup=N           set-ups per daemon before measuring (default 200)
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { groupCpuSeconds, sleep, startNginx, stopAll, tmpDir } from '../../harness/index.js';
 import {
   type Daemon,
-  startBareNode,
   startPortailDaemon,
+  startReferenceNode,
   writeBenchConfig,
 } from '../lib/daemons.js';
 import { percentile } from '../lib/measure.js';
@@ -40,7 +41,7 @@ async function main() {
   const daemons = [];
   for (const spec of builds) {
     let d: Daemon;
-    if (spec === 'bare') d = await startBareNode(spec);
+    if (spec === 'bare' || spec === 'lean') d = await startReferenceNode(spec, spec);
     else {
       const [dist, ...extraFlags] = spec.split('|');
       const cli = join(resolve(dist as string), 'proxy/cli/portail.js');

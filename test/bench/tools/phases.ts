@@ -1,17 +1,25 @@
 // Not a benchmark run by scripts/bench.mjs (sub-folder): where a set-up's time goes, as
 // the client sees it. Each connection is cut into its round trips — TCP connect, SOCKS5
 // greeting → method, CONNECT → reply, GET → first byte, rest → end — and every proxy
-// (microsocks, the bare Node proxy, one or more portail builds) is timed the same way,
-// interleaved, behind the same nginx origin. The difference between two rows, phase by
+// (microsocks, the two reference Node proxies, one or more portail builds) is timed the
+// same way, interleaved, behind the same nginx origin. The difference between two rows, phase by
 // phase, says which part of the proxy's work is on the client's path.
 //
 //   node dist/test/bench/tools/phases.js [DIST…] [--rounds=6] [--n=300] [--warmup=200]
+//     [--gap=MS]  a pause after each connection: the proxy has finished with the previous
+//                 one (close, audit) before the next starts
 //   (DIST defaults to this build's dist/; a copy made before a change compares builds)
 
 import net from 'node:net';
 import { join, resolve } from 'node:path';
-import { startMicrosocks, startNginx, stopAll, tmpDir } from '../../harness/index.js';
-import { BUILT_CLI, startBareNode, startPortailDaemon, writeBenchConfig } from '../lib/daemons.js';
+import { sleep, startMicrosocks, startNginx, stopAll, tmpDir } from '../../harness/index.js';
+import {
+  BUILT_CLI,
+  REFERENCE_PROXIES,
+  startPortailDaemon,
+  startReferenceNode,
+  writeBenchConfig,
+} from '../lib/daemons.js';
 import { percentile } from '../lib/measure.js';
 
 const PHASES = ['tcp', 'greeting', 'connect', 'first byte', 'end'] as const;
@@ -72,8 +80,10 @@ async function main() {
   const rows: Array<{ name: string; port: number; times: number[][] }> = [];
   const m = await startMicrosocks({});
   rows.push({ name: 'microsocks', port: m.port, times: [] });
-  const bare = await startBareNode();
-  rows.push({ name: 'node (bare pipe)', port: bare.proxy.port, times: [] });
+  for (const which of ['bare', 'lean'] as const) {
+    const ref = await startReferenceNode(which);
+    rows.push({ name: REFERENCE_PROXIES[which].name, port: ref.proxy.port, times: [] });
+  }
   // Without builds named: this one.
   for (const dist of builds.length ? builds : [undefined]) {
     const cli = dist === undefined ? BUILT_CLI : join(resolve(dist), 'proxy/cli/portail.js');
@@ -81,9 +91,14 @@ async function main() {
     rows.push({ name: `portail ${dist ?? '(this build)'}`, port: d.proxy.port, times: [] });
   }
   const warmup = opt('warmup', 200);
+  const gap = opt('gap', 0);
   for (const r of rows) for (let i = 0; i < warmup; i++) await timed(r.port, nginx.port);
   for (let k = 0; k < rounds; k++)
-    for (const r of rows) for (let i = 0; i < n; i++) r.times.push(await timed(r.port, nginx.port));
+    for (const r of rows)
+      for (let i = 0; i < n; i++) {
+        r.times.push(await timed(r.port, nginx.port));
+        if (gap > 0) await sleep(gap);
+      }
 
   console.log(`p50 / p90 in µs per phase, ${rounds}×${n} connections each, interleaved`);
   console.log(['proxy', ...PHASES, 'sum of p50'].join(' | '));
