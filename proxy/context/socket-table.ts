@@ -1,7 +1,7 @@
 // Who is on the other end of a loopback connection: the kernel's socket table gives the
 // owner uid and inode of the peer's socket; the process holding that inode is found by
-// scanning /proc/[pid]/fd, which is the expensive part and is only done when a rule asks
-// for client.process.*.
+// scanning /proc/[pid]/fd (process-scan.ts), which is the expensive part and is only
+// done when a rule asks for client.process.*.
 //
 // The owner comes from a NETLINK_SOCK_DIAG query by exact 4-tuple (the native addon's
 // sockDiagOwner: ~2 µs, however many sockets there are) and, where netlink is not
@@ -11,12 +11,13 @@
 // Every lookup is asynchronous, bounded (bytes read, time spent) and never throws:
 // anything not found or not readable is `undefined`, which the ACL treats as missing.
 import { execFile } from 'node:child_process';
-import { promises as fs, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { promises as fs, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { addon } from '../../systemd/addon.js';
+import { ProcessScanner } from './process-scan.js';
 
 /** One TCP connection as the listener saw it. */
 export interface PeerAddress {
@@ -92,7 +93,12 @@ export function isLoopback(ip: string): boolean {
   }
 }
 
-export function createSocketTable(options: SocketTableOptions = {}): SocketTable {
+/** The system's socket table, with its process-scan counters (tests, benchmarks). */
+export interface SystemSocketTable extends SocketTable {
+  readonly scanStats: ProcessScanner['stats'];
+}
+
+export function createSocketTable(options: SocketTableOptions = {}): SystemSocketTable {
   const proc = options.procRoot ?? '/proc';
   const budgetMs = options.processScanBudgetMs ?? 500;
   const maxBytes = options.maxTableBytes ?? 64 * 1024 * 1024;
@@ -141,10 +147,10 @@ export function createSocketTable(options: SocketTableOptions = {}): SocketTable
     return undefined;
   }
 
-  // Processes that recently owned a client socket: a browser opens many connections.
-  const recentPids: number[] = [];
+  const scanner = new ProcessScanner(proc, budgetMs);
 
   return {
+    scanStats: scanner.stats,
     async owner(peer) {
       try {
         if (!isLoopback(peer.ip)) return undefined;
@@ -161,17 +167,21 @@ export function createSocketTable(options: SocketTableOptions = {}): SocketTable
 
     async process(inode, uid) {
       try {
-        const pid = await findSocketHolder(proc, inode, uid, recentPids, Date.now() + budgetMs);
+        const pid = await scanner.holder(inode, uid);
         if (pid === undefined) return undefined;
-        const i = recentPids.indexOf(pid);
-        if (i >= 0) recentPids.splice(i, 1);
-        recentPids.unshift(pid);
-        recentPids.length = Math.min(recentPids.length, 32);
-        const [exe, comm] = await Promise.all([
-          fs.readlink(join(proc, String(pid), 'exe')).catch(() => undefined),
-          fs.readFile(join(proc, String(pid), 'comm'), 'utf8').catch(() => undefined),
-        ]);
-        return { pid, exe, name: comm?.replace(/\n$/, '') };
+        // Two small procfs reads: synchronous, cheaper than a thread-pool round trip.
+        const info: ProcessInfo = { pid };
+        try {
+          info.exe = readlinkSync(join(proc, String(pid), 'exe'));
+        } catch {
+          // another user's process, no privilege: unknown
+        }
+        try {
+          info.name = readFileSync(join(proc, String(pid), 'comm'), 'utf8').replace(/\n$/, '');
+        } catch {
+          // exited meanwhile
+        }
+        return info;
       } catch {
         return undefined;
       }
@@ -296,80 +306,6 @@ class TableReader {
       await handle.close().catch(() => {});
     }
   }
-}
-
-// ---------------------------------------------------------------------------------
-// Process scan: which /proc/PID/fd/N links to socket:[INODE]. Recently seen pids
-// first, then processes of the socket's owner, then everybody else (the descriptor
-// may have been passed on, or the process may have changed uid since).
-
-/**
- * Work is done with synchronous procfs calls in slices of at most SLICE calls, yielding
- * to the event loop between slices: about twice as fast as one thread-pool round trip
- * per readlink, and never blocks the loop for more than a fraction of a millisecond.
- */
-const SLICE = 128;
-const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
-
-async function findSocketHolder(
-  proc: string,
-  inode: number,
-  uid: number | undefined,
-  recent: readonly number[],
-  deadline: number,
-): Promise<number | undefined> {
-  const link = `socket:[${inode}]`;
-  const all = (await fs.readdir(proc)).filter((n) => /^\d+$/.test(n)).map(Number);
-  const alive = new Set(all);
-  const first = recent.filter((p) => alive.has(p));
-  const tried = new Set(first);
-  let rest = all.filter((p) => !tried.has(p));
-  let owners: Map<number, number> | undefined;
-  if (uid !== undefined) {
-    owners = new Map();
-    for (let i = 0; i < rest.length; i += SLICE) {
-      for (const p of rest.slice(i, i + SLICE)) {
-        try {
-          owners.set(p, statSync(join(proc, String(p))).uid);
-        } catch {
-          // exited meanwhile
-        }
-      }
-      await yieldToLoop();
-    }
-    const mine = rest.filter((p) => owners?.get(p) === uid);
-    first.push(...mine);
-    rest = rest.filter((p) => owners?.has(p) && owners.get(p) !== uid);
-  }
-  for (const pid of [...first, ...rest]) {
-    if (Date.now() >= deadline) return undefined;
-    if (await holds(proc, pid, link, deadline)) return pid;
-  }
-  return undefined;
-}
-
-async function holds(proc: string, pid: number, link: string, deadline: number): Promise<boolean> {
-  const dir = join(proc, String(pid), 'fd');
-  let fds: string[];
-  try {
-    fds = readdirSync(dir);
-  } catch {
-    return false; // exited, or not ours to look at
-  }
-  for (let i = 0; i < fds.length; i += SLICE) {
-    if (i > 0) {
-      await yieldToLoop();
-      if (Date.now() >= deadline) return false;
-    }
-    for (const fd of fds.slice(i, i + SLICE)) {
-      try {
-        if (readlinkSync(join(dir, fd)) === link) return true;
-      } catch {
-        // closed meanwhile
-      }
-    }
-  }
-  return false;
 }
 
 // ---------------------------------------------------------------------------------

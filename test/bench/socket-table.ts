@@ -19,6 +19,13 @@ const flag = (name: string, fallback: string) =>
 const sizes = flag('connections', '100,10000').split(',').map(Number);
 const lookups = Number(flag('lookups', '200'));
 
+const peerOf = (s: net.Socket): PeerAddress => ({
+  ip: s.remoteAddress as string,
+  port: s.remotePort as number,
+  localIp: s.localAddress as string,
+  localPort: s.localPort as number,
+});
+
 /** N connections from a child process to a fresh listener; the server ends as peers. */
 async function openConnections(n: number) {
   const accepted: net.Socket[] = [];
@@ -35,39 +42,51 @@ async function openConnections(n: number) {
       '-e',
       `const net=require('net');let n=0,open=0;const keep=[];
 function more(){while(open<256&&n<${n}){n++;open++;const c=net.connect(${port},'127.0.0.1');keep.push(c);c.on('error',()=>{});c.on('connect',()=>{open--;if(n===${n}&&open===0)console.log('ready');else more()})}}
-more();setInterval(()=>{},1e6)`,
+more();setInterval(()=>{},1e6);
+let extra;process.stdin.on('data',()=>{extra?.destroy();extra=net.connect(${port},'127.0.0.1');extra.on('error',()=>{})})`,
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   await new Promise<void>((r) => child.stdout?.once('data', () => r()));
   while (accepted.length < n) await new Promise((r) => setTimeout(r, 10));
-  const peers: PeerAddress[] = accepted.map((s) => ({
-    ip: s.remoteAddress as string,
-    port: s.remotePort as number,
-    localIp: s.localAddress as string,
-    localPort: s.localPort as number,
-  }));
+  const peers: PeerAddress[] = accepted.map(peerOf);
   const close = () => {
     child.kill('SIGKILL');
     for (const s of accepted) s.destroy();
     server.close();
   };
-  return { peers, child, close };
+  /**
+   * The child closes the connection it opened last (if any) and opens a new one, as a
+   * browser does all day: its peer address once accepted.
+   */
+  const newConnection = async (): Promise<PeerAddress> => {
+    const before = accepted.length;
+    child.stdin?.write('n');
+    while (accepted.length === before) await new Promise((r) => setImmediate(r));
+    return peerOf(accepted[before] as net.Socket);
+  };
+  return { peers, child, close, newConnection };
 }
 
 const fmt = (ms: number) => (ms * 1000).toFixed(1).padStart(9);
 
-/** Sequential lookups, one at a time: p50/p99/max in µs. */
+/**
+ * Sequential lookups, one at a time: p50/p99/max in µs. Each looks up one of `peers`,
+ * or the peer `peers` returns (not timed) when it is a function.
+ */
 async function measure(
   name: string,
-  peers: PeerAddress[],
+  peers: PeerAddress[] | (() => Promise<PeerAddress>),
   count: number,
   once: (peer: PeerAddress) => Promise<boolean>,
 ) {
   const times: number[] = [];
   let misses = 0;
   for (let i = 0; i < count; i++) {
-    const peer = peers[(i * 7919) % peers.length];
+    const peer =
+      typeof peers === 'function'
+        ? await peers()
+        : (peers[(i * 7919) % peers.length] as PeerAddress);
     const t0 = performance.now();
     if (!(await once(peer))) misses++;
     times.push(performance.now() - t0);
@@ -116,7 +135,7 @@ console.log(
   `socket table lookups, Node ${process.version}, ${processes} processes; ${lookups} sequential lookups per row`,
 );
 for (const n of sizes) {
-  const { peers, child, close } = await openConnections(n);
+  const { peers, child, close, newConnection } = await openConnections(n);
   try {
     console.log(
       `\n${n.toLocaleString('en')} loopback connections (${(2 * n).toLocaleString('en')} sockets):`,
@@ -148,10 +167,17 @@ for (const n of sizes) {
       const o = await t.owner(p);
       return o !== undefined && (await t.process(o.inode, o.uid))?.pid === child.pid;
     });
-    await measure('uid + process, warm (same client)', peers, Math.min(lookups, 50), async (p) => {
+    await measure('uid + process, an old connection', peers, Math.min(lookups, 50), async (p) => {
       const o = await netlink.owner(p);
       return o !== undefined && (await netlink.process(o.inode, o.uid))?.pid === child.pid;
     });
+    // The common case: the client's newest connection (process-scan.ts's hints).
+    const scans = netlink.scanStats.scans;
+    await measure('uid + process, new connection', newConnection, lookups, async (p) => {
+      const o = await netlink.owner(p);
+      return o !== undefined && (await netlink.process(o.inode, o.uid))?.pid === child.pid;
+    });
+    console.log(`    (full /proc scans in that row: ${netlink.scanStats.scans - scans})`);
   } finally {
     close();
   }
