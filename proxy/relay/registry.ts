@@ -17,6 +17,10 @@ export class RelayRegistry<M> {
     return this.entries.size;
   }
 
+  has(item: Closable): boolean {
+    return this.entries.has(item);
+  }
+
   add(item: Closable, meta: M): void {
     this.entries.set(item, meta);
   }

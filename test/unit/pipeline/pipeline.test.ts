@@ -282,6 +282,44 @@ test('reload re-evaluates open relays: a now-denied one closes with policy_chang
   c2.close();
 });
 
+test('re-evaluation of many relays runs in slices: other work gets turns, every relay is judged', async () => {
+  const { pipeline, records, state, aclPath } = await setup(
+    `policy a { when port == ${origin.port} action allow }\n`,
+  );
+  const half = 260; // more than one slice on each side
+  const clients: Awaited<ReturnType<typeof client>>[] = [];
+  try {
+    for (let i = 0; i < 2 * half; i++) {
+      const c = await client({ host: i % 2 ? 'localhost' : '127.0.0.1', port: origin.port });
+      await pipeline.tunnel(c.req);
+      await c.accepted;
+      clients.push(c);
+    }
+    tmp.write(
+      String(aclPath).split('/').pop() as string,
+      `policy keep { when host == "localhost" action allow }\npolicy no { action deny }\n`,
+    );
+    assert.equal((await state.reload('rpc')).ok, true);
+    await records.waitFor(() => records.of('close').length === half);
+    assert.ok(records.of('close').every((r) => r.close_reason === 'policy_changed'));
+    assert.equal(pipeline.active, half);
+    // The event loop turns while the remaining relays are checked again (one go: none).
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const res = await pipeline.reevaluate(state.current());
+    ticking = false;
+    assert.deepEqual(res, { checked: half, closed: 0 });
+    assert.ok(turns >= 1, `event-loop turns during re-evaluation: ${turns}`);
+  } finally {
+    for (const c of clients) c.close();
+  }
+});
+
 test('stopping: new requests are refused as overloaded; drain and closeAll end open relays', async () => {
   const { pipeline, records } = await setup('policy a { action allow }\n');
   const c = await client({ host: '127.0.0.1', port: origin.port });
