@@ -5,6 +5,7 @@
 // Nothing here blocks: an idle client costs a deadline entry and a listener, never a wait.
 import type { Socket } from 'node:net';
 import { addDeadline } from '../deadlines.js';
+import { adoptReads } from '../relay/fast-read.js';
 import type { CertFacts, ClientFacts, Pipeline } from '../types.js';
 import { answerAndClose, LINGER_MS } from './close.js';
 import { DETECT_MAX_BYTES, type DetectedProtocol, detectProtocol } from './detect.js';
@@ -116,6 +117,12 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       return;
     }
     open.add(socket);
+    // Reads into the shared buffer from the first byte on (relay/fast-read.ts): a
+    // handshake's small reads are copied out instead of each allocating a 64 KiB
+    // buffer, and the relay later reads the same way. Everything else sees a plain
+    // socket ('data', unshift, and native consumers — TLS, the HTTP parsers — which
+    // take the handle over).
+    adoptReads(socket);
     const client: ClientFacts = {
       ip: socketIp(remoteAddress),
       port: socket.remotePort ?? 0,

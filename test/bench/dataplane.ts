@@ -465,10 +465,17 @@ async function main() {
   };
   const measure = async (into: (r: Results) => number[]) => {
     const slice = Math.min(50, s.setupConnections);
-    for (let n = 0, round = 0; n < s.setupConnections; n += slice, round++) {
-      // A rotated order each slice: no row always follows the same neighbour.
-      for (let i = 0; i < su.length; i++) {
-        const p = su[(i + round) % su.length] as Proxy;
+    let seed = 1;
+    for (let n = 0; n < s.setupConnections; n += slice) {
+      // A new order each slice (a seeded shuffle): no row always follows the same
+      // neighbour, whose traces (its sockets' ends, nginx's state) it would inherit.
+      const order = [...su];
+      for (let i = order.length - 1; i > 0; i--) {
+        seed = (seed * 48271) % 2147483647; // MINSTD: exact in doubles
+        const j = seed % (i + 1);
+        [order[i], order[j]] = [order[j] as Proxy, order[i] as Proxy];
+      }
+      for (const p of order) {
         const out = into(p.res);
         for (let i = 0; i < slice; i++) out.push(await timeFirstByte(p.endpoint, origin));
       }
