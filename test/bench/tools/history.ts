@@ -9,7 +9,7 @@
 //     [--n=500] [--node-flag=FLAG]…   (flags for both daemons)
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { sleep, startNginx, stopAll, tmpDir } from '../../harness/index.js';
+import { groupCpuSeconds, sleep, startNginx, stopAll, tmpDir } from '../../harness/index.js';
 import { startPortailDaemon, writeBenchConfig } from '../lib/daemons.js';
 import { curlDownload, percentile } from '../lib/measure.js';
 import { timeFirstByte } from '../lib/socks5-client.js';
@@ -37,7 +37,7 @@ async function main() {
       name: 'bulk, then set-ups',
       d: await startPortailDaemon(config, { name: 'bulk', extraFlags }),
     },
-  ].map((r) => ({ ...r, times: [] as number[] }));
+  ].map((r) => ({ ...r, times: [] as number[], cpu: 0 }));
   const bulk = rows[1]?.d.proxy;
   for (let i = 0; i < opt('rounds', 3); i++) {
     await curlDownload(bulk, url, GiB);
@@ -48,11 +48,18 @@ async function main() {
   await sleep(opt('idle-ms', 15_000));
   const n = opt('n', 500);
   for (let k = 0; k < 5; k++)
-    for (const r of rows)
+    for (const r of rows) {
+      const cpu0 = groupCpuSeconds(r.d.started.pid);
       for (let i = 0; i < n / 5; i++) r.times.push(await timeFirstByte(r.d.proxy, origin));
+      await sleep(50); // its close records and sockets' ends count for it
+      r.cpu += groupCpuSeconds(r.d.started.pid) - cpu0;
+    }
   for (const r of rows) {
     const q = (p: number) => (percentile(r.times, p) ?? 0).toFixed(3);
-    console.log(`${r.name.padEnd(20)} set-up p50 ${q(50)} p90 ${q(90)} p99 ${q(99)} ms`);
+    const cpuUs = ((r.cpu / r.times.length) * 1e6).toFixed(0);
+    console.log(
+      `${r.name.padEnd(20)} set-up p50 ${q(50)} p90 ${q(90)} p99 ${q(99)} ms, ${cpuUs} µs CPU per set-up`,
+    );
   }
 }
 
