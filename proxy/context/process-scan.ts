@@ -61,20 +61,25 @@ export class ProcessScanner {
   async holder(inode: number, uid: number | undefined): Promise<number | undefined> {
     const link = `socket:[${inode}]`;
     const pid =
-      this.probe(link, inode) ?? (await this.scan(link, inode, uid, Date.now() + this.budgetMs));
+      (await this.probe(link, inode)) ??
+      (await this.scan(link, inode, uid, Date.now() + this.budgetMs));
     if (pid !== undefined) this.seen(pid);
     return pid;
   }
 
-  /** Hinted descriptors of recent processes, at most MAX_PROBES readlinks. */
-  private probe(link: string, inode: number): number | undefined {
-    let budget = MAX_PROBES;
-    for (const pid of this.recent) {
+  /** Hinted descriptors of recent processes, at most MAX_PROBES readlinks (hints may
+   * change while it yields: each is read again when its turn comes). */
+  private async probe(link: string, inode: number): Promise<number | undefined> {
+    let used = 0;
+    for (const pid of [...this.recent]) {
       const h = this.hints.get(pid);
       if (h === undefined) continue;
       const dir = join(this.proc, String(pid), 'fd');
       for (const fd of candidates(h, inode)) {
-        if (budget-- === 0) return undefined;
+        if (used === MAX_PROBES) return undefined;
+        // Like the full scan, never more than SLICE system calls in one turn.
+        if (used > 0 && used % SLICE === 0) await yieldToLoop();
+        used++;
         let target: string;
         try {
           target = readlinkSync(join(dir, String(fd)));
