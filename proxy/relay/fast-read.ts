@@ -4,7 +4,8 @@
 //
 // `onread` is given when a socket is created: connectors that want the fast path
 // create their sockets with relaySocket(). An accepted client socket is adopted
-// afterwards (adoptReads(), the relay does it). Until a relay takes it over, such a
+// afterwards (adoptReads(): the listener does it at accept, the relay for any socket
+// that was not). Until a relay takes it over, such a
 // socket behaves like any other (it pushes a copy of each chunk into the stream:
 // 'data' events, pipe(), read() all work), so a socket that ends up elsewhere (plain
 // HTTP forwarding, an upstream proxy's handshake) still works.

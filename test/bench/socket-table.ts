@@ -13,18 +13,12 @@ import {
   type SocketTable,
 } from '../../proxy/context/socket-table.js';
 import { addon } from '../../systemd/addon.js';
+import { peerAddressOf } from '../harness/sockets.js';
 
 const flag = (name: string, fallback: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
 const sizes = flag('connections', '100,10000').split(',').map(Number);
 const lookups = Number(flag('lookups', '200'));
-
-const peerOf = (s: net.Socket): PeerAddress => ({
-  ip: s.remoteAddress as string,
-  port: s.remotePort as number,
-  localIp: s.localAddress as string,
-  localPort: s.localPort as number,
-});
 
 /** N connections from a child process to a fresh listener; the server ends as peers. */
 async function openConnections(n: number) {
@@ -49,7 +43,7 @@ let extra;process.stdin.on('data',()=>{extra?.destroy();extra=net.connect(${port
   );
   await new Promise<void>((r) => child.stdout?.once('data', () => r()));
   while (accepted.length < n) await new Promise((r) => setTimeout(r, 10));
-  const peers: PeerAddress[] = accepted.map(peerOf);
+  const peers: PeerAddress[] = accepted.map(peerAddressOf);
   const close = () => {
     child.kill('SIGKILL');
     for (const s of accepted) s.destroy();
@@ -63,7 +57,7 @@ let extra;process.stdin.on('data',()=>{extra?.destroy();extra=net.connect(${port
     const before = accepted.length;
     child.stdin?.write('n');
     while (accepted.length === before) await new Promise((r) => setImmediate(r));
-    return peerOf(accepted[before] as net.Socket);
+    return peerAddressOf(accepted[before] as net.Socket);
   };
   return { peers, child, close, newConnection };
 }

@@ -19,6 +19,7 @@ export {
   sleep,
   startProcess,
 } from './process.js';
+export { peerAddressOf } from './sockets.js';
 export { type SquidOptions, startSquid } from './squid.js';
 export { startTinyproxy, type TinyproxyOptions } from './tinyproxy.js';
 export { tmpDir } from './tmp.js';

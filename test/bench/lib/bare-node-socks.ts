@@ -5,6 +5,7 @@
 //
 //   node dist/test/bench/lib/bare-node-socks.js PORT
 import net from 'node:net';
+import { requestTarget } from './socks5-request.js';
 
 const port = Number(process.argv[2]);
 
@@ -22,17 +23,7 @@ net
       }
       client.removeListener('data', onData);
       client.pause();
-      let host: string;
-      let at: number;
-      if (d[3] === 1) {
-        host = `${d[4]}.${d[5]}.${d[6]}.${d[7]}`;
-        at = 8;
-      } else {
-        const n = d[4] ?? 0;
-        host = d.subarray(5, 5 + n).toString('latin1');
-        at = 5 + n;
-      }
-      const upstream = net.connect({ host, port: d.readUInt16BE(at) }, () => {
+      const upstream = net.connect(requestTarget(d), () => {
         upstream.setNoDelay(true);
         client.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
         client.pipe(upstream);

@@ -9,6 +9,7 @@
 //   node dist/test/bench/lib/lean-node-socks.js PORT
 import net from 'node:net';
 import { adoptReads, readSinkOf, relaySocket } from '../../../proxy/relay/fast-read.js';
+import { requestTarget } from './socks5-request.js';
 
 const port = Number(process.argv[2]);
 const METHOD = Buffer.from([5, 0]);
@@ -30,22 +31,12 @@ net
           client.write(METHOD);
           return true;
         }
-        let host: string;
-        let at: number;
-        if (d[3] === 1) {
-          host = `${d[4]}.${d[5]}.${d[6]}.${d[7]}`;
-          at = 8;
-        } else {
-          const n = d[4] ?? 0;
-          host = d.subarray(5, 5 + n).toString('latin1');
-          at = 5 + n;
-        }
         const up = relaySocket();
         upstream = up;
         up.on('error', () => client.destroy());
         up.on('end', () => client.end());
         client.on('close', () => up.destroy());
-        up.connect(d.readUInt16BE(at), host, () => {
+        up.connect(requestTarget(d), () => {
           client.write(SUCCEEDED);
           readSinkOf(up)?.attach({ deliver: (x) => client.write(x) || true });
         });

@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { groupCpuSeconds, sleep, startNginx, stopAll, tmpDir } from '../../harness/index.js';
+import { numberOption } from '../lib/args.js';
 import {
   type Daemon,
   startPortailDaemon,
@@ -25,8 +26,7 @@ import { timeFirstByte } from '../lib/socks5-client.js';
 
 async function main() {
   const args = process.argv.slice(2);
-  const opt = (k: string, d: number) =>
-    Number(args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d);
+  const opt = (k: string, d: number) => numberOption(args, k, d);
   const rounds = opt('rounds', 4);
   const n = opt('n', 500);
   const builds = args.filter((a) => !a.startsWith('--'));

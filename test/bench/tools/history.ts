@@ -10,6 +10,7 @@
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { groupCpuSeconds, sleep, startNginx, stopAll, tmpDir } from '../../harness/index.js';
+import { numberOption } from '../lib/args.js';
 import { startPortailDaemon, writeBenchConfig } from '../lib/daemons.js';
 import { curlDownload, percentile } from '../lib/measure.js';
 import { timeFirstByte } from '../lib/socks5-client.js';
@@ -18,8 +19,7 @@ const GiB = 1024 ** 3;
 
 async function main() {
   const args = process.argv.slice(2);
-  const opt = (k: string, d: number) =>
-    Number(args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d);
+  const opt = (k: string, d: number) => numberOption(args, k, d);
   const extraFlags = args
     .filter((a) => a.startsWith('--node-flag='))
     .map((a) => a.slice('--node-flag='.length));

@@ -13,6 +13,7 @@
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { sleep, startMicrosocks, startNginx, stopAll, tmpDir } from '../../harness/index.js';
+import { numberOption } from '../lib/args.js';
 import {
   BUILT_CLI,
   REFERENCE_PROXIES,
@@ -68,8 +69,7 @@ async function timed(proxy: number, origin: number): Promise<number[]> {
 
 async function main() {
   const args = process.argv.slice(2);
-  const opt = (k: string, d: number) =>
-    Number(args.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d);
+  const opt = (k: string, d: number) => numberOption(args, k, d);
   const rounds = opt('rounds', 6);
   const n = opt('n', 300);
   const builds = args.filter((a) => !a.startsWith('--'));

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { MAX_PROBES, ProcessScanner } from '../../../proxy/context/process-scan.js';
 import { createSocketTable, type PeerAddress } from '../../../proxy/context/socket-table.js';
+import { peerAddressOf } from '../../harness/sockets.js';
 
 const cleanups: (() => void)[] = [];
 after(() => {
@@ -137,12 +138,7 @@ describe('process scan on the real /proc', () => {
       const c = net.connect(port, '127.0.0.1');
       c.on('error', () => {});
       const s = await accepted;
-      const peer: PeerAddress = {
-        ip: s.remoteAddress as string,
-        port: s.remotePort as number,
-        localIp: s.localAddress as string,
-        localPort: s.localPort as number,
-      };
+      const peer: PeerAddress = peerAddressOf(s);
       const owner = await table.owner(peer);
       assert.ok(owner, `connection ${i}: no owner`);
       const info = await table.process(owner.inode, owner.uid);

@@ -13,6 +13,7 @@ import {
 } from '../../../proxy/context/request-context.js';
 import { createSocketTable, type SocketTable } from '../../../proxy/context/socket-table.js';
 import { ConnectError } from '../../../proxy/types.js';
+import { peerAddressOf } from '../../harness/sockets.js';
 
 /** Services that count every call, with canned answers. */
 function counting(
@@ -318,13 +319,7 @@ describe('request context with the real socket table', () => {
     try {
       const ctx = new RequestContext(
         facts({
-          client: {
-            ip: s.remoteAddress as string,
-            port: s.remotePort as number,
-            localIp: s.localAddress as string,
-            localPort: s.localPort as number,
-            auth: 'none',
-          },
+          client: { ...peerAddressOf(s), auth: 'none' },
         }),
         { ...counting().services, socketTable: createSocketTable() },
       );

@@ -14,6 +14,7 @@ import {
   type SockDiagLookup,
 } from '../../../proxy/context/socket-table.js';
 import { addon } from '../../../systemd/addon.js';
+import { peerAddressOf } from '../../harness/sockets.js';
 
 const cleanups: (() => void | Promise<void>)[] = [];
 after(async () => {
@@ -36,12 +37,7 @@ async function listener(host: string) {
           cleanups.push(() => {
             s.destroy();
           });
-          resolve({
-            ip: s.remoteAddress as string,
-            port: s.remotePort as number,
-            localIp: s.localAddress as string,
-            localPort: s.localPort as number,
-          });
+          resolve(peerAddressOf(s));
         }),
       ),
   };
@@ -269,12 +265,7 @@ describe('sockDiagOwner (the addon, NETLINK_SOCK_DIAG)', () => {
     const accepted = new Promise<net.Socket>((r) => l2.server.once('connection', r));
     const c = net.connect(l2.port, '127.0.0.1');
     const s = await accepted;
-    const p: PeerAddress = {
-      ip: s.remoteAddress as string,
-      port: s.remotePort as number,
-      localIp: s.localAddress as string,
-      localPort: s.localPort as number,
-    };
+    const p: PeerAddress = peerAddressOf(s);
     assert.ok(ask(p));
     c.end();
     await new Promise((r) => s.once('end', r));

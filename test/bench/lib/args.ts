@@ -1,0 +1,7 @@
+// Command-line options of the benchmark tools.
+
+/** `--name=N` among `args`, else `fallback`. */
+export function numberOption(args: readonly string[], name: string, fallback: number): number {
+  const arg = args.find((a) => a.startsWith(`--${name}=`));
+  return arg === undefined ? fallback : Number(arg.slice(name.length + 3));
+}
