@@ -10,6 +10,7 @@ import type { CertFacts, ClientFacts, Pipeline } from '../types.js';
 import { answerAndClose, LINGER_MS } from './close.js';
 import { DETECT_MAX_BYTES, type DetectedProtocol, detectProtocol } from './detect.js';
 import { DEFAULT_LIMITS, type FrontEndContext, type HandshakeLimits } from './frontend.js';
+import { type HandshakeReader, readHandshake } from './handshake-reads.js';
 import { createHttp1FrontEnd } from './http1.js';
 import { createHttp2FrontEnd } from './http2.js';
 import { readProxyHeader } from './proxy-protocol.js';
@@ -139,7 +140,9 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     ctx.handshakeStart();
 
     const detect = () =>
-      readHead(socket, (protocol, head) => route(protocol, socket, ctx, false, head));
+      readHead(socket, (protocol, head, reader) =>
+        route(protocol, socket, ctx, false, head, reader),
+      );
     if (!opts.proxyProtocol?.()) {
       detect();
       return;
@@ -168,16 +171,20 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
   }
 
   /** TLS is terminated once (never nested); plaintext is refused when require-tls says so. */
-  /** `head`: the bytes detection read (SOCKS5 parses them at once, the others get them back). */
+  /**
+   * `head`: the bytes detection read, and `reader` what read them: the SOCKS5 front-end
+   * parses them and goes on reading; the others get them back in the stream.
+   */
   function route(
     protocol: DetectedProtocol,
     socket: Socket,
     ctx: FrontEndContext,
     decrypted: boolean,
     head?: Buffer,
+    reader?: HandshakeReader,
   ): void {
-    if (head !== undefined && protocol !== 'socks5') {
-      socket.unshift(head);
+    if (reader !== undefined && protocol !== 'socks5') {
+      reader.stop(head);
       undecideFlow(socket);
     }
     try {
@@ -196,7 +203,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
         socket.destroy();
         return;
       }
-      dispatch(protocol, socket, ctx, head);
+      dispatch(protocol, socket, ctx, head, reader);
     } catch (err) {
       reportError(err, `dispatch ${protocol}`);
       socket.destroy();
@@ -227,7 +234,10 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     };
     if (outcome.alpn === 'h2') route('http2', tlsSocket, ctx, true);
     else if (outcome.alpn === 'http/1.1') route('http1', tlsSocket, ctx, true);
-    else readHead(tlsSocket, (protocol, head) => route(protocol, tlsSocket, ctx, true, head));
+    else
+      readHead(tlsSocket, (protocol, head, reader) =>
+        route(protocol, tlsSocket, ctx, true, head, reader),
+      );
   }
 
   function dispatch(
@@ -235,10 +245,13 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     socket: Socket,
     ctx: FrontEndContext,
     head?: Buffer,
+    reader?: HandshakeReader,
   ): void {
     switch (protocol) {
       case 'socks5':
-        serveSocks5(socket, ctx, head);
+        // Only detection finds SOCKS5, and it always passes what it read.
+        if (reader === undefined || head === undefined) socket.destroy();
+        else serveSocks5(socket, ctx, reader, head);
         return;
       case 'http2':
         http2.serve(socket, ctx);
@@ -269,7 +282,8 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       lingering.delete(socket);
       clearTimeout(timer);
     });
-    readHead(socket, (protocol, head) => {
+    readHead(socket, (protocol, head, reader) => {
+      reader.stop();
       answerAndClose(socket, overloadedAnswer(protocol, head));
     });
   }
@@ -350,34 +364,23 @@ class Connection implements FrontEndContext {
 }
 
 /**
- * Reads until the protocol is known (at most 24 bytes matter), then pauses the socket
- * so that nothing is lost: the caller parses `head` (SOCKS5) or gives it back with
- * unshift(). 'data' rather than paused-mode 'readable': the chunk is handled in the
- * read's own callback, without the extra turn (nextTick, read()) paused mode takes on
- * every connection's path. A client that closes first is closed.
+ * Reads until the protocol is known (at most 24 bytes matter), in the read's own
+ * callback (handshake-reads.ts). `then` must hand the reader on: stop it with the head
+ * given back (every protocol but SOCKS5), or give it to the SOCKS5 front-end, which
+ * parses `head` and goes on reading. A client that closes first is closed.
  */
-function readHead(socket: Socket, then: (protocol: DetectedProtocol, head: Buffer) => void): void {
-  let head: Buffer = Buffer.alloc(0);
-  const stop = () => {
-    socket.removeListener('data', onData);
-    socket.removeListener('end', onEnd);
-    socket.pause();
-  };
-  const onEnd = () => {
-    stop();
-    socket.destroy();
-  };
-  function onData(chunk: Buffer) {
+function readHead(
+  socket: Socket,
+  then: (protocol: DetectedProtocol, head: Buffer, reader: HandshakeReader) => void,
+): void {
+  let head: Buffer = EMPTY;
+  const reader = readHandshake(socket, (chunk) => {
     head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
     const protocol = detectProtocol(head.subarray(0, DETECT_MAX_BYTES));
-    if (protocol !== undefined) {
-      stop();
-      then(protocol, head);
-    }
-  }
-  socket.on('data', onData);
-  socket.on('end', onEnd);
+    if (protocol !== undefined) then(protocol, head, reader);
+  });
 }
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Node's servers fed with emit('connection') (HTTP/1.1, HTTP/2, TLS) expect a socket

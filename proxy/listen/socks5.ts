@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Target } from '../types.js';
 import { answerAndClose } from './close.js';
 import type { FrontEndContext } from './frontend.js';
+import type { HandshakeReader } from './handshake-reads.js';
 import { startUdpAssociation } from './socks5-udp.js';
 import {
   ATYP_DOMAIN,
@@ -29,25 +30,23 @@ import { runTunnel } from './tunnel.js';
 const METHOD_REPLY = Buffer.from([SOCKS_VERSION, METHOD_NO_AUTH]);
 const NO_METHOD_REPLY = Buffer.from([SOCKS_VERSION, METHOD_NONE_ACCEPTABLE]);
 
-/** `head`: bytes already read from `socket` (by protocol detection), parsed first. */
-export function serveSocks5(socket: Socket, ctx: FrontEndContext, head?: Buffer): void {
-  let buf: Buffer = head ?? Buffer.alloc(0);
+/**
+ * `head`: the bytes detection read (parsed first); `reader` goes on delivering the
+ * client's next chunks here, and is stopped once the handshake is over.
+ */
+export function serveSocks5(
+  socket: Socket,
+  ctx: FrontEndContext,
+  reader: HandshakeReader,
+  head: Buffer,
+): void {
+  let buf: Buffer = head;
   let stage: 'greeting' | 'request' = 'greeting';
 
-  const stop = () => {
-    socket.removeListener('data', onData);
-    socket.removeListener('end', onEnd);
-    socket.pause();
-  };
   const fail = (answer: Buffer): false => {
-    stop();
+    reader.stop();
     answerAndClose(socket, answer);
     return false;
-  };
-  // The client gave up mid-handshake.
-  const onEnd = () => {
-    stop();
-    socket.destroy();
   };
 
   /** Consumes what it can; false once the handshake is over (answered or handed on). */
@@ -78,15 +77,14 @@ export function serveSocks5(socket: Socket, ctx: FrontEndContext, head?: Buffer)
     if (buf.length < end) return true;
     const host = decodeAddress(atyp, buf.subarray(4, 4 + fieldLength));
     const port = buf.readUInt16BE(4 + fieldLength);
-    const rest = buf.subarray(end);
-    stop();
     if (cmd === CMD_CONNECT) {
       if (host === null || port === 0) return fail(encodeReply(REP_GENERAL_FAILURE));
-      ctx.handshakeDone();
       // Bytes the client sent after its request belong to the tunnel.
-      if (rest.length > 0) socket.unshift(rest);
+      reader.stop(buf.subarray(end));
+      ctx.handshakeDone();
       connect(socket, ctx, { host, port });
     } else {
+      reader.stop();
       ctx.handshakeDone();
       // DST.ADDR/PORT: where the client will send from (RFC 1928), when it knows.
       startUdpAssociation(socket, ctx, port, host);
@@ -94,19 +92,12 @@ export function serveSocks5(socket: Socket, ctx: FrontEndContext, head?: Buffer)
     return false;
   };
 
-  // 'data' (the socket is paused again once the request is complete, see stop()):
-  // each chunk is parsed in the read's own callback.
-  function onData(chunk: Buffer) {
+  // Each chunk is parsed in the read's own callback (handshake-reads.ts).
+  reader.consume = (chunk) => {
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
     advance();
-  }
-
-  // What detection read usually holds the whole greeting: answer it without waiting
-  // for another turn of the event loop.
-  if (buf.length > 0 && !advance()) return;
-  socket.on('data', onData);
-  socket.on('end', onEnd);
-  socket.resume();
+  };
+  advance();
 }
 
 function connect(socket: Socket, ctx: FrontEndContext, target: Target): void {

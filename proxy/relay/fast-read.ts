@@ -74,6 +74,8 @@ export class ReadSink {
   /** This socket's own buffer (relay mode, from its first chunk until idle). */
   private own: Buffer | null = null;
   private deliver: Deliver | null = null;
+  /** Every chunk a copy, never a buffer of its own (a handshake keeps what it is given). */
+  private copies = false;
   private reads = 0;
   private readsAtSweep = 0;
   private releases = 0;
@@ -98,7 +100,7 @@ export class ReadSink {
     // are relayed as copies: a 256 KiB buffer per short exchange would cost more
     // (allocation, GC pressure) than it saves.
     const h = handleOf(this.socket);
-    if (n < BULK_CHUNK_BYTES || typeof h?.useUserBuffer !== 'function') {
+    if (n < BULK_CHUNK_BYTES || this.copies || typeof h?.useUserBuffer !== 'function') {
       return deliver.deliver(Buffer.from(shared.subarray(0, n)));
     }
     const buf = Buffer.allocUnsafe(RELAY_BUFFER_BYTES);
@@ -117,16 +119,20 @@ export class ReadSink {
    * Relay mode: chunks go to `deliver.deliver`, which must not keep the chunk beyond its
    * pending write (the caller stops reading until that write completes). Returns false
    * when the socket cannot be switched (it already has bytes queued in the stream).
+   * `copies`: each chunk is a copy the receiver may keep (a handshake's reads: small,
+   * and parsed across chunks), never a view of a reused buffer.
    */
-  attach(deliver: Deliver): boolean {
+  attach(deliver: Deliver, copies = false): boolean {
     if (this.socket.readableLength > 0) return false;
     this.deliver = deliver;
+    this.copies = copies;
     return true;
   }
 
   /** Back to stream mode (detach). */
   release(): void {
     this.deliver = null;
+    this.copies = false;
     this.giveBack();
   }
 

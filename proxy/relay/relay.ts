@@ -319,6 +319,13 @@ class RelayImpl implements Relay {
     upstream.resume();
     if (this.opts.idleTimeoutMs > 0) watchIdle(this, this.opts.idleTimeoutMs);
 
+    // A FIN read before the relay, with nothing left to read (a client that half-closed
+    // right after its request, while the exit was connecting): Node emitted 'end' then,
+    // to no listener. Passed on now, or the other side would wait for it forever.
+    for (const side of [this.c, this.u]) {
+      if (side.stream.readableEnded && !side.readEnded) onEnd.call(side.stream);
+    }
+
     // A side that was already gone when the relay started (client left during connect).
     for (const side of [this.c, this.u]) {
       if (side.stream.destroyed) {

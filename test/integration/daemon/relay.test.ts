@@ -3,7 +3,8 @@
 // each direction with the other still flowing.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import type net from 'node:net';
+import { once } from 'node:events';
+import net from 'node:net';
 import { test } from 'node:test';
 import { closed, readBytes, socksConnect, startPortail, tcpServer } from './portail.js';
 
@@ -71,12 +72,15 @@ test('1 GiB in each direction at once, sha256 equal at both ends', {
   assert.equal(close.close_reason, 'completed');
 });
 
+/** An origin that answers the sha256 of what it received once the client's FIN came. */
+function answerWithHash(s: net.Socket): void {
+  const hash = createHash('sha256');
+  s.on('data', (c) => hash.update(c));
+  s.on('end', () => s.end(hash.digest('hex')));
+}
+
 test('half-close: the client ends first and still gets the answer', async (t) => {
-  const origin = await tcpServer(t, (s) => {
-    const hash = createHash('sha256');
-    s.on('data', (c) => hash.update(c));
-    s.on('end', () => s.end(hash.digest('hex')));
-  });
+  const origin = await tcpServer(t, answerWithHash);
   const p = await startPortail(t);
   const c = await socksConnect(p.port, '127.0.0.1', origin.port);
   const body = randomBytes(300_000);
@@ -87,6 +91,45 @@ test('half-close: the client ends first and still gets the answer', async (t) =>
   const close = await p.waitRecord((r) => r.event === 'close');
   assert.equal(close.close_reason, 'completed');
   assert.equal(close.bytes_up, body.length);
+});
+
+test('half-close before the reply: data and FIN sent with the request reach the origin', async (t) => {
+  const origin = await tcpServer(t, answerWithHash);
+  const p = await startPortail(t);
+  // Greeting, CONNECT, data and FIN in one go, before any answer: the FIN can reach the
+  // daemon while it is still connecting (repeated: which comes first is a race).
+  for (let i = 0; i < 10; i++) {
+    const c = net.connect(p.port, '127.0.0.1');
+    c.allowHalfOpen = true;
+    await once(c, 'connect');
+    // Every other round no data at all: the FIN comes right after the request.
+    const body = randomBytes(i % 2 === 0 ? 0 : 1000 + i);
+    const request = Buffer.from([
+      5,
+      1,
+      0,
+      5,
+      1,
+      0,
+      1,
+      127,
+      0,
+      0,
+      1,
+      origin.port >> 8,
+      origin.port & 255,
+    ]);
+    c.end(Buffer.concat([request, body]));
+    const answer = await readBytes(c, 2 + 10 + 64, 5000);
+    assert.deepEqual(answer.subarray(0, 3), Buffer.from([5, 0, 5]), 'method, then a reply');
+    assert.equal(answer[3], 0, `CONNECT refused: ${answer.toString('hex')}`);
+    assert.equal(
+      answer.subarray(12).toString(),
+      createHash('sha256').update(body).digest('hex'),
+      `round ${i}: the origin did not get the body and its FIN`,
+    );
+    await closed(c);
+  }
 });
 
 test('half-close: the origin ends first, the client keeps sending', async (t) => {
