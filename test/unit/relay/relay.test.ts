@@ -69,6 +69,8 @@ async function rig(idleTimeoutMs: number, fast: boolean): Promise<Rig> {
   return { user, origin: originSock, relay: r, closed, calls: () => n };
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** Resolves on 'close' (events.once would reject on the 'error' that precedes it). */
 function closedP(s: net.Socket): Promise<void> {
   return new Promise((r) => s.once('close', () => r()));
@@ -403,3 +405,38 @@ for (const fast of [false, true]) {
     },
   );
 }
+
+test("a FIN the client sent before the relay started (its 'end' already emitted) is passed on", async () => {
+  const origin = await listen();
+  const proxy = await listen();
+  const proxyAccepted = nextConnection(proxy.srv);
+  const user = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+  const clientSide = await proxyAccepted;
+  // As a front-end leaves it: paused, with its FIN read while the exit was connecting.
+  clientSide.pause();
+  user.end();
+  const originAccepted = nextConnection(origin.srv);
+  const up = upstreamTo(origin.port, true);
+  await once(up, 'connect');
+  const originSock = await originAccepted;
+  for (let i = 0; i < 50 && !clientSide.readableEnded; i++) await sleep(5);
+  assert.equal(
+    clientSide.readableEnded,
+    true,
+    "the client's 'end' was not emitted before the relay",
+  );
+  let stats: RelayStats | undefined;
+  relay(clientSide, up, {
+    idleTimeoutMs: 0,
+    onClose(s) {
+      stats = s;
+    },
+  });
+  // The origin sees the end of the request, answers and closes: the relay completes.
+  const got = readAll(originSock);
+  assert.equal((await got).length, 0);
+  originSock.end('bye');
+  assert.equal((await readAll(user)).toString(), 'bye');
+  for (let i = 0; i < 50 && stats === undefined; i++) await sleep(5);
+  assert.equal(stats?.closeReason, 'completed');
+});
