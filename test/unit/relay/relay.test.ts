@@ -36,6 +36,14 @@ async function listen(): Promise<{ srv: net.Server; port: number }> {
   return { srv, port: (srv.address() as net.AddressInfo).port };
 }
 
+/** A user connected to a listening "proxy": the user's socket and the proxy's accepted side. */
+async function userConnection(): Promise<{ user: net.Socket; clientSide: net.Socket }> {
+  const proxy = await listen();
+  const accepted = nextConnection(proxy.srv);
+  const user = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+  return { user, clientSide: await accepted };
+}
+
 /** The proxy's upstream socket: plain (read with 'data' events), or as the direct connector makes it. */
 function upstreamTo(port: number, fast: boolean): net.Socket {
   // Deliberately without allowHalfOpen, as a connector might create it: the relay must fix it.
@@ -46,10 +54,7 @@ function upstreamTo(port: number, fast: boolean): net.Socket {
 /** user ⇄ [proxy client side | relay | proxy upstream side] ⇄ origin. */
 async function rig(idleTimeoutMs: number, fast: boolean): Promise<Rig> {
   const origin = await listen();
-  const proxy = await listen();
-  const proxyAccepted = nextConnection(proxy.srv);
-  const user = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
-  const proxyClientSide = await proxyAccepted;
+  const { user, clientSide: proxyClientSide } = await userConnection();
   const originAccepted = nextConnection(origin.srv);
   const up = upstreamTo(origin.port, fast);
   await once(up, 'connect');
@@ -298,10 +303,7 @@ for (const fast of [false, true]) {
 
       test('detach: no close, no reset, no callback; a new relay on the same sockets goes on byte-exact', async () => {
         const origin = await listen();
-        const proxy = await listen();
-        const accepted = nextConnection(proxy.srv);
-        const user = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
-        const clientSide = await accepted;
+        const { user, clientSide } = await userConnection();
         const originAccepted = nextConnection(origin.srv);
         const up = upstreamTo(origin.port, fast);
         await once(up, 'connect');
@@ -408,10 +410,7 @@ for (const fast of [false, true]) {
 
 test("a FIN the client sent before the relay started (its 'end' already emitted) is passed on", async () => {
   const origin = await listen();
-  const proxy = await listen();
-  const proxyAccepted = nextConnection(proxy.srv);
-  const user = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
-  const clientSide = await proxyAccepted;
+  const { user, clientSide } = await userConnection();
   // As a front-end leaves it: paused, with its FIN read while the exit was connecting.
   clientSide.pause();
   user.end();
