@@ -140,9 +140,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     ctx.handshakeStart();
 
     const detect = () =>
-      readHead(socket, (protocol, head, reader) =>
-        route(protocol, socket, ctx, false, head, reader),
-      );
+      readHead(socket, (protocol, read) => route(protocol, socket, ctx, false, read));
     if (!opts.proxyProtocol?.()) {
       detect();
       return;
@@ -172,19 +170,18 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
 
   /** TLS is terminated once (never nested); plaintext is refused when require-tls says so. */
   /**
-   * `head`: the bytes detection read, and `reader` what read them: the SOCKS5 front-end
-   * parses them and goes on reading; the others get them back in the stream.
+   * `read`: what detection read (absent when ALPN decided): the SOCKS5 front-end parses
+   * it and goes on with the same reader; the others get the bytes back in the stream.
    */
   function route(
     protocol: DetectedProtocol,
     socket: Socket,
     ctx: FrontEndContext,
     decrypted: boolean,
-    head?: Buffer,
-    reader?: HandshakeReader,
+    read?: DetectedHead,
   ): void {
-    if (reader !== undefined && protocol !== 'socks5') {
-      reader.stop(head);
+    if (read !== undefined && protocol !== 'socks5') {
+      read.reader.stop(read.head);
       undecideFlow(socket);
     }
     try {
@@ -203,7 +200,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
         socket.destroy();
         return;
       }
-      dispatch(protocol, socket, ctx, head, reader);
+      dispatch(protocol, socket, ctx, read);
     } catch (err) {
       reportError(err, `dispatch ${protocol}`);
       socket.destroy();
@@ -234,24 +231,20 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     };
     if (outcome.alpn === 'h2') route('http2', tlsSocket, ctx, true);
     else if (outcome.alpn === 'http/1.1') route('http1', tlsSocket, ctx, true);
-    else
-      readHead(tlsSocket, (protocol, head, reader) =>
-        route(protocol, tlsSocket, ctx, true, head, reader),
-      );
+    else readHead(tlsSocket, (protocol, read) => route(protocol, tlsSocket, ctx, true, read));
   }
 
   function dispatch(
     protocol: DetectedProtocol,
     socket: Socket,
     ctx: FrontEndContext,
-    head?: Buffer,
-    reader?: HandshakeReader,
+    read?: DetectedHead,
   ): void {
     switch (protocol) {
       case 'socks5':
-        // Only detection finds SOCKS5, and it always passes what it read.
-        if (reader === undefined || head === undefined) socket.destroy();
-        else serveSocks5(socket, ctx, reader, head);
+        // Only detection finds SOCKS5 (never ALPN), so `read` is always there.
+        if (read === undefined) socket.destroy();
+        else serveSocks5(socket, ctx, read.reader, read.head);
         return;
       case 'http2':
         http2.serve(socket, ctx);
@@ -282,7 +275,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       lingering.delete(socket);
       clearTimeout(timer);
     });
-    readHead(socket, (protocol, head, reader) => {
+    readHead(socket, (protocol, { head, reader }) => {
       reader.stop();
       answerAndClose(socket, overloadedAnswer(protocol, head));
     });
@@ -369,16 +362,19 @@ class Connection implements FrontEndContext {
  * given back (every protocol but SOCKS5), or give it to the SOCKS5 front-end, which
  * parses `head` and goes on reading. A client that closes first is closed.
  */
-function readHead(
-  socket: Socket,
-  then: (protocol: DetectedProtocol, head: Buffer, reader: HandshakeReader) => void,
-): void {
+function readHead(socket: Socket, then: (protocol: DetectedProtocol, read: DetectedHead) => void) {
   let head: Buffer = EMPTY;
   const reader = readHandshake(socket, (chunk) => {
     head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
     const protocol = detectProtocol(head.subarray(0, DETECT_MAX_BYTES));
-    if (protocol !== undefined) then(protocol, head, reader);
+    if (protocol !== undefined) then(protocol, { head, reader });
   });
+}
+
+/** The bytes detection read, and the reader that read them (to stop or hand on). */
+interface DetectedHead {
+  head: Buffer;
+  reader: HandshakeReader;
 }
 const EMPTY = Buffer.alloc(0);
 

@@ -5,10 +5,11 @@
 // `onread` is given when a socket is created: connectors that want the fast path
 // create their sockets with relaySocket(). An accepted client socket is adopted
 // afterwards (adoptReads(): the listener does it at accept, the relay for any socket
-// that was not). Until a relay takes it over, such a
-// socket behaves like any other (it pushes a copy of each chunk into the stream:
-// 'data' events, pipe(), read() all work), so a socket that ends up elsewhere (plain
-// HTTP forwarding, an upstream proxy's handshake) still works.
+// that was not). The SOCKS5 handshake takes the chunks of such a socket as copies
+// (listen/handshake-reads.ts); otherwise, until a relay takes it over, it behaves like
+// any other (it pushes a copy of each chunk into the stream: 'data' events, pipe(),
+// read() all work), so a socket that ends up elsewhere (plain HTTP forwarding, an
+// upstream proxy's handshake) still works.
 //
 // Memory: every socket starts on one shared buffer, which is only ever read
 // synchronously (copied out at once); a socket gets its own buffer on its first bulk
