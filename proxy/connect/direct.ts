@@ -21,6 +21,15 @@ export interface DirectConnectorOptions {
   /** Source address for outbound connections (config `outgoing-address`). */
   outgoingAddress?: string;
   tcpNoDelay: boolean;
+  /**
+   * Sockets made with `allowHalfOpen`: a FIN from the peer ends only its direction.
+   * For exits a relay will own: a server that half-closes before the relay starts
+   * (a banner then FIN, while the client's reply is still on its way) must still get
+   * the client's bytes. Node reads the flag when the FIN arrives, so the relay setting
+   * it later is too late for a FIN read earlier. Off for backends, whose handshake
+   * code expects a peer's FIN to close the socket.
+   */
+  halfOpen?: boolean;
 }
 
 export interface DirectConnectOptions {
@@ -36,6 +45,7 @@ export interface DirectConnector {
 
 export function createDirectConnector(options: DirectConnectorOptions): DirectConnector {
   const { resolver, connectTimeoutMs, tcpNoDelay } = options;
+  const allowHalfOpen = options.halfOpen === true;
   if (!(connectTimeoutMs > 0))
     throw new TypeError('connect timeout must be a positive number of milliseconds');
   let localAddress: string | undefined;
@@ -72,7 +82,13 @@ export function createDirectConnector(options: DirectConnectorOptions): DirectCo
         );
       }
     }
-    return race(addresses, target, label, { connectTimeoutMs, localAddress, tcpNoDelay, signal });
+    return race(addresses, target, label, {
+      connectTimeoutMs,
+      localAddress,
+      tcpNoDelay,
+      allowHalfOpen,
+      signal,
+    });
   };
 
   return {
@@ -108,6 +124,7 @@ interface RaceOptions {
   connectTimeoutMs: number;
   localAddress: string | undefined;
   tcpNoDelay: boolean;
+  allowHalfOpen: boolean;
   signal: AbortSignal | undefined;
 }
 
@@ -168,7 +185,7 @@ function race(
       let sock: net.Socket;
       try {
         // relaySocket: the relay can then read it into one reused buffer (relay/fast-read.ts).
-        sock = relaySocket().connect({
+        sock = relaySocket({ allowHalfOpen: o.allowHalfOpen }).connect({
           host: address,
           port: target.port,
           localAddress: o.localAddress,

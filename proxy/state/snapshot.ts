@@ -129,6 +129,8 @@ export async function buildSnapshot(
       connectTimeoutMs: config.connectTimeoutMs,
       outgoingAddress: config.outgoingAddress,
       tcpNoDelay: config.tcpNodelay,
+      // Exits are relayed: an early FIN from the server must not end our side (direct.ts).
+      halfOpen: true,
     });
   } catch (err) {
     const text = `${config.file}: error: ${(err as Error).message}`;

@@ -161,6 +161,58 @@ describe('direct connector', () => {
     assert.equal(r.calls.length, 0);
   });
 
+  // A server that speaks first and half-closes at once (a banner, then FIN), then
+  // still reads what the client sends: with halfOpen, the exit stays writable after
+  // that FIN, whenever it was read; without it, Node ends our side as soon as it reads
+  // the FIN, before any relay could set allowHalfOpen.
+  for (const halfOpen of [true, false]) {
+    test(`a server's early FIN ${halfOpen ? 'leaves the exit writable (halfOpen)' : 'ends the exit (backends)'}`, async () => {
+      const got: Promise<string>[] = [];
+      const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+        s.on('error', () => {});
+        s.end('banner');
+        got.push(
+          (async () => {
+            let data = '';
+            for await (const chunk of s) data += chunk;
+            return data;
+          })(),
+        );
+      });
+      await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+      cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+      const c = createDirectConnector({
+        resolver: fakeResolver({}),
+        connectTimeoutMs: 1000,
+        tcpNoDelay: true,
+        halfOpen,
+      });
+      const sock = await c.connect({
+        host: '127.0.0.1',
+        port: (srv.address() as net.AddressInfo).port,
+      });
+      sock.on('error', () => {});
+      // The FIN is read (and 'end' emitted) before anyone writes. (Not readAll: an
+      // async iterator destroys the socket when it is done.)
+      let banner = '';
+      sock.on('data', (chunk: Buffer) => {
+        banner += chunk;
+      });
+      await new Promise((r) => sock.once('end', r));
+      assert.equal(banner, 'banner');
+      await new Promise((r) => setImmediate(r));
+      if (halfOpen) {
+        assert.equal(sock.writable, true, 'the exit was ended by the server FIN');
+        sock.end('request after the banner');
+        assert.equal(await got[0], 'request after the banner');
+      } else {
+        assert.equal(sock.writable, false);
+        assert.equal(await got[0], '');
+      }
+      sock.destroy();
+    });
+  }
+
   test('invalid port → internal, without any attempt', async () => {
     const r = fakeResolver({});
     const c = createDirectConnector({ resolver: r, connectTimeoutMs: 1000, tcpNoDelay: false });
