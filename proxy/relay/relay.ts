@@ -213,6 +213,14 @@ function watchIdle(r: RelayImpl, timeoutMs: number) {
     const relays = new Set<RelayImpl>();
     const step = Math.max(10, Math.floor(timeoutMs / IDLE_SAMPLES));
     const timer = setInterval(() => {
+      // An empty group goes at its next tick, not when its last relay closes: a proxy
+      // serving one connection after another would otherwise make a Set and a timer per
+      // connection (as the deadlines do, deadlines.ts).
+      if (relays.size === 0) {
+        clearInterval(timer);
+        idleGroups.delete(timeoutMs);
+        return;
+      }
       const now = performance.now();
       for (const x of relays) {
         const total = x.bytesUp + x.bytesDown;
@@ -234,12 +242,7 @@ function watchIdle(r: RelayImpl, timeoutMs: number) {
 }
 
 function unwatchIdle(r: RelayImpl, timeoutMs: number) {
-  const g = idleGroups.get(timeoutMs);
-  if (!g?.relays.delete(r)) return;
-  if (g.relays.size === 0) {
-    clearInterval(g.timer);
-    idleGroups.delete(timeoutMs);
-  }
+  idleGroups.get(timeoutMs)?.relays.delete(r);
 }
 
 class RelayImpl implements Relay {

@@ -5,8 +5,8 @@
 // machine state, and prints p50/p90/p99 and the daemon's CPU per connection. Differences
 // under ~5 % are noise on a shared 2-core machine: run it twice.
 //
-//   cp -r dist /tmp/base-dist            (before the change; then rebuild)
-//   node dist/test/bench/tools/ab.js /tmp/base-dist dist [--rounds=4] [--n=500]
+//   cp -r dist .cache/base-dist            (before the change; then rebuild)
+//   node dist/test/bench/tools/ab.js .cache/base-dist dist [--rounds=4] [--n=500]
 //   … DIST|--flag|--flag   Node flags for that daemon (in addition to the bin's)
 //   … bare | lean          a reference Node SOCKS5 proxy (lib/bare-node-socks.ts,
 //                          lib/lean-node-socks.ts): the floor
