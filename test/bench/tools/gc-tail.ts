@@ -11,7 +11,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep, startNginx, stopAll, tmpDir } from '../../harness/index.js';
-import { numberOption } from '../lib/args.js';
+import { numberListOption, numberOption } from '../lib/args.js';
 import { startPortailDaemon, writeBenchConfig } from '../lib/daemons.js';
 import { percentile } from '../lib/measure.js';
 import { timeFirstByte } from '../lib/socks5-client.js';
@@ -24,9 +24,7 @@ async function main() {
   const n = opt('n', 3000);
   const warmup = opt('warmup', 6000);
   const slowMs = opt('slow', 1);
-  const sizes = (args.find((a) => a.startsWith('--semi='))?.slice(7) ?? '2,8,16')
-    .split(',')
-    .map(Number);
+  const sizes = numberListOption(args, 'semi', [2, 8, 16]);
   const root = tmpDir(undefined, 'portail-gc-tail-www-');
   const nginx = await startNginx({ root, workers: 'auto' });
   const origin = { host: '127.0.0.1', port: nginx.port };

@@ -8,7 +8,7 @@
 //   node dist/test/bench/tools/idle-fresh.js [--semi=2,8,16] [--relays=2000] [--before=0]
 //   (--before=N: N sequential set-ups first, the data-plane benchmark's situation)
 import { groupRssBytes, sleep, startNginx, stopAll, tmpDir } from '../../harness/index.js';
-import { numberOption } from '../lib/args.js';
+import { numberListOption, numberOption } from '../lib/args.js';
 import { startPortailDaemon, writeBenchConfig } from '../lib/daemons.js';
 import { socksConnect, timeFirstByte } from '../lib/socks5-client.js';
 
@@ -16,9 +16,7 @@ async function main() {
   const args = process.argv.slice(2);
   const relays = numberOption(args, 'relays', 2000);
   const before = numberOption(args, 'before', 0);
-  const sizes = (args.find((a) => a.startsWith('--semi='))?.slice(7) ?? '2,8,16')
-    .split(',')
-    .map(Number);
+  const sizes = numberListOption(args, 'semi', [2, 8, 16]);
   const root = tmpDir(undefined, 'portail-idle-fresh-www-');
   const nginx = await startNginx({ root, workers: 'auto' });
   const origin = { host: '127.0.0.1', port: nginx.port };
