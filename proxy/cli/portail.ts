@@ -2,10 +2,10 @@
 // `portail`: the daemon and its offline checks (SPEC section 2).
 // The flag caps V8's young generation at 8 MiB per semi-space (16 by default). The cap
 // bounds what a just-started daemon's heap grows by while thousands of relays open
-// (~9 KiB of RSS per idle relay in that worst case, 15-17 uncapped), and 8 rather than
+// (~10 KiB of RSS per idle relay in that worst case, 15-18 uncapped), and 8 rather than
 // the 2 used before keeps collections rare under load: each set-up allocates ~32 KB,
 // so with 2 MiB a scavenge (~1 ms) landed in one set-up of 45 and made the p99.
-// docs/performance.md, "The young generation". `npm start` and the benchmarks pass it too.
+// docs/performance.md, "Sixth pass". `npm start` and the benchmarks pass it too.
 import { Command, Option } from 'commander';
 import { registerRpcCommand } from '../../rpc/upstream-cli.js';
 

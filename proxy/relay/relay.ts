@@ -205,7 +205,7 @@ const COMMON: Array<[string, (this: Stream, err: Error) => void]> = [
 ];
 
 /** One interval per idle-timeout value, sampling every relay that uses it. */
-const idleGroups = new Map<number, { timer: NodeJS.Timeout; relays: Set<RelayImpl> }>();
+const idleGroups = new Map<number, { relays: Set<RelayImpl> }>();
 
 function watchIdle(r: RelayImpl, timeoutMs: number) {
   let g = idleGroups.get(timeoutMs);
@@ -215,7 +215,7 @@ function watchIdle(r: RelayImpl, timeoutMs: number) {
     const timer = setInterval(() => {
       // An empty group goes at its next tick, not when its last relay closes: a proxy
       // serving one connection after another would otherwise make a Set and a timer per
-      // connection (as the deadlines do, deadlines.ts).
+      // connection. (deadlines.ts removes its empty groups the same way.)
       if (relays.size === 0) {
         clearInterval(timer);
         idleGroups.delete(timeoutMs);
@@ -233,7 +233,7 @@ function watchIdle(r: RelayImpl, timeoutMs: number) {
       }
     }, step);
     timer.unref();
-    g = { timer, relays };
+    g = { relays };
     idleGroups.set(timeoutMs, g);
   }
   r.lastTotal = r.bytesUp + r.bytesDown;

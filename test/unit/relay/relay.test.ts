@@ -167,6 +167,31 @@ for (const fast of [false, true]) {
         assert.ok(idleFor >= 250 && idleFor < 1000, `closed after ${idleFor} ms of silence`);
       });
 
+      // The idle check of a timeout value is shared and goes away once unused (at its
+      // next tick): a relay that comes just before, or just after, must still be timed.
+      for (const gapMs of [0, 150]) {
+        test(`idle timeout still applies to a relay opened ${gapMs} ms after the last one closed`, async () => {
+          const a = await rig(200, fast);
+          a.user.on('error', () => {});
+          a.origin.on('error', () => {});
+          a.relay.close('policy_changed');
+          await a.closed;
+          await sleep(gapMs);
+          const b = await rig(200, fast);
+          b.user.on('error', () => {});
+          b.origin.on('error', () => {});
+          const t0 = Date.now();
+          try {
+            const stats = await Promise.race([b.closed, sleep(2000).then(() => null)]);
+            assert.ok(stats, 'the second relay was never timed out');
+            assert.equal(stats.closeReason, 'idle_timeout');
+            assert.ok(Date.now() - t0 < 1000);
+          } finally {
+            b.relay.close('shutdown'); // a no-op once timed out; frees the sockets if not
+          }
+        });
+      }
+
       test('close(reason) closes both sides and reports that reason', async () => {
         const r = await rig(0, fast);
         r.user.on('error', () => {});
