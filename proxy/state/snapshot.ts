@@ -129,7 +129,8 @@ export async function buildSnapshot(
       connectTimeoutMs: config.connectTimeoutMs,
       outgoingAddress: config.outgoingAddress,
       tcpNoDelay: config.tcpNodelay,
-      // Exits are relayed: an early FIN from the server must not end our side (direct.ts).
+      // An exit's early FIN must not end our side before a relay owns it (direct.ts); the
+      // HTTP forwarder's client closes the socket on a server's FIN by itself.
       halfOpen: true,
     });
   } catch (err) {
