@@ -30,6 +30,8 @@ export interface ControlServerOptions {
   getPeerCred?: PeerCredSource;
   /** Every refused call (the daemon audits it). */
   onRefused?: (call: VarlinkCall, creds: PeerCred | null) => void;
+  /** A connection closed at once because its uid, or all non-root callers, hold too many (the daemon logs it, rate-limited). */
+  onConnectionRefused?: (uid: number | null, detail: string) => void;
   /** Unexpected failures (a backend bug, a peer-credential error), for the daemon's log. */
   onError?: (err: unknown, call?: VarlinkCall) => void;
   /** GetInfo's answer; defaults from package.json. */
@@ -166,11 +168,16 @@ export function createControlServer(opts: ControlServerOptions): ControlServer {
     if (uid === 0) return true;
     const mine = perUid.get(uid) ?? 0;
     if (nonRoot >= maxConnections || mine >= maxConnectionsPerUser) {
-      report(
-        new Error(
-          `control socket: connection from uid ${uid < 0 ? 'unknown' : uid} refused (${mine} open for that uid, ${nonRoot} in all)`,
-        ),
-      );
+      // A caller's own doing, not a daemon failure: no stack trace, and rate-limited by
+      // the daemon (a loop of connects must not flood the log).
+      try {
+        opts.onConnectionRefused?.(
+          uid < 0 ? null : uid,
+          `${mine} open for that uid, ${nonRoot} in all`,
+        );
+      } catch (e) {
+        report(e);
+      }
       return false;
     }
     nonRoot++;

@@ -43,6 +43,8 @@ export interface Logging {
   reopen(): void;
   /** Write out everything buffered (before exit). */
   flush(): void;
+  /** `[log] level` changed by a reload: applies to diagnostics from now on. */
+  setLevel(level: LogLevel): void;
 }
 
 export interface LoggingOptions {
@@ -78,7 +80,8 @@ function journaldReachable(): boolean {
 }
 
 export function createLogging(opts: LoggingOptions): Logging {
-  const minLevel = LEVELS[opts.level ?? 'info'] ?? 30;
+  let minLevel = LEVELS[opts.level ?? 'info'] ?? 30;
+  let pinoLogger: Logger | undefined;
   const streams = new Map<string, Stream>();
   const warnings: string[] = [];
   const journalOk = opts.journaldAvailable ?? journaldReachable;
@@ -125,6 +128,7 @@ export function createLogging(opts: LoggingOptions): Logging {
       : null;
   if (opts.preset === 'container') {
     const l = jsonLogger('stdout', opts.level ?? 'info');
+    pinoLogger = l;
     log = {
       debug: (m, f) => l.debug(f ?? {}, m),
       info: (m, f) => l.info(f ?? {}, m),
@@ -251,5 +255,9 @@ export function createLogging(opts: LoggingOptions): Logging {
       file?.reopen();
     },
     flush,
+    setLevel(level) {
+      minLevel = LEVELS[level] ?? minLevel;
+      if (pinoLogger) pinoLogger.level = level;
+    },
   };
 }

@@ -6,7 +6,6 @@ import { createAuthorizer } from '../../rpc/authorize.js';
 import { bindControlSocket } from '../../rpc/bind.js';
 import { type ControlServer, createControlServer } from '../../rpc/server.js';
 import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
-import { auditRecord, formatEndpoint } from '../audit/record.js';
 import { ConfigError, formatConfigError, formatHostPort, loadConfig } from '../config/index.js';
 import { installGeoDatabase, openGeoDatabase } from '../context/geoip.js';
 import { createSocketTable } from '../context/socket-table.js';
@@ -22,6 +21,7 @@ import {
 } from '../state/state.js';
 import { DEFAULT_PROXY_ADDRESS, listenOn, parseBindAddress } from './bind.js';
 import { createControlBackend, type DaemonControl } from './control.js';
+import { createRefusalLog } from './refusal-log.js';
 import {
   adopt,
   createNotifier,
@@ -107,8 +107,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const snap = state.current();
   // Gateway role: [listener] TLS and [geoip]. Unusable files are fatal at start; on a
   // reload they are logged and the previous certificates / database stay in force.
+  // Refusals a peer can repeat at will are rate-limited (refusal-log.ts).
+  const refusals = createRefusalLog(log, audit);
   const refusedConnection = (c: { ip: string; port: number }, reason: string) =>
-    audit.write(auditRecord('error', { client: formatEndpoint(c.ip, c.port), reason }));
+    refusals.connection(c, reason);
   let tlsTerminator: ReturnType<typeof createTlsTerminator>;
   try {
     tlsTerminator = createTlsTerminator(readTlsSettings(snap.config.listener), {
@@ -137,11 +139,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     requireTls: () => state.current().config.listener.requireTls,
     onConnectionRefused: refusedConnection,
     onError: (err, where) => log.error(`${where}: ${err.stack ?? err.message}`),
-    onRefused: (c) =>
-      log.warn(
-        `max-connections (${snap.config.maxConnections}) reached: refused ${c.ip}:${c.port}`,
-      ),
+    onRefused: (c) => refusals.overloaded(c, state.current().config.maxConnections),
+    onMalformed: (c, protocol, reason) => refusals.malformed(c, protocol, reason),
   });
+  // Every key is applied on reload (docs/configuration.md): the listener's limits too.
+  state.onSwap((next) =>
+    listener.setLimits({
+      handshakeTimeoutMs: next.config.handshakeTimeoutMs,
+      maxConnections: next.config.maxConnections,
+    }),
+  );
+  state.onSwap((next) => logging.setLevel(next.config.log.level));
 
   const servers: net.Server[] = [];
   const addresses: string[] = [];
@@ -237,15 +245,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     controlSocket = createControlServer({
       backend: control,
       authorize: createAuthorizer(() => state.current().config.rpc),
-      onRefused: (call, creds) =>
-        audit.write(
-          auditRecord('error', {
-            reason: `control: ${call.method} refused (PermissionDenied)`,
-            uid: creds?.uid ?? null,
-            caller_gid: creds?.gid ?? null,
-            caller_pid: creds?.pid ?? null,
-          }),
-        ),
+      onRefused: (call, creds) => refusals.controlCall(call.method, creds),
+      onConnectionRefused: (uid, detail) => refusals.controlConnection(uid, detail),
       onError: (err, call) =>
         log.error(`control${call ? ` ${call.method}` : ''}: ${(err as Error).stack ?? err}`),
     });
@@ -321,6 +322,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         // Every client socket the pipeline does not know about (handshakes, keep-alive).
         listener.closeAll();
         notifier.close();
+        refusals.flush();
         log.info('stopped');
         logging.flush();
       })();

@@ -35,4 +35,6 @@ export interface FrontEndContext {
   handshakeStart(): void;
   /** An unexpected failure (a bug or a pipeline error), never a client's misbehaviour. */
   reportError(err: unknown, where: string): void;
+  /** A request refused as malformed before the pipeline saw it (audited, rate-limited). */
+  reportMalformed(protocol: string, reason: string): void;
 }

@@ -24,6 +24,8 @@ interface ConnectionState {
 
 export interface Http1FrontEnd {
   serve(socket: Socket, ctx: FrontEndContext): void;
+  /** handshake-timeout changed by a reload. */
+  setTimeout(ms: number): void;
 }
 
 export function createHttp1FrontEnd(
@@ -62,37 +64,33 @@ export function createHttp1FrontEnd(
       st.inFlight--;
       if (st.inFlight === 0 && !st.tunnelled && !req.socket.destroyed) st.ctx.handshakeStart();
     });
+    // Refused before the pipeline saw it: audited as malformed (rate-limited).
+    const bad = (message: string, status?: number) => {
+      st.ctx.reportMalformed('http', message);
+      sendRefusal(req, res, { reason: 'bad-request', message }, status);
+    };
     if (tooManyHeaders(req)) {
       res.shouldKeepAlive = false;
-      sendRefusal(req, res, { reason: 'bad-request', message: 'too many header fields' }, 431);
+      bad('too many header fields', 431);
       return;
     }
     const m = ABSOLUTE_FORM.exec(req.url ?? '');
     if (m === null) {
-      sendRefusal(req, res, {
-        reason: 'bad-request',
-        message:
-          'this is a proxy: name the destination (GET http://host/path, or CONNECT host:port)',
-      });
+      bad('this is a proxy: name the destination (GET http://host/path, or CONNECT host:port)');
       return;
     }
     const scheme = m[1].toLowerCase();
     if (scheme !== 'http') {
-      sendRefusal(req, res, {
-        reason: 'bad-request',
-        message:
-          scheme === 'https'
-            ? 'https:// requests must use CONNECT (tunnel) through this proxy'
-            : `unsupported scheme "${scheme}"`,
-      });
+      bad(
+        scheme === 'https'
+          ? 'https:// requests must use CONNECT (tunnel) through this proxy'
+          : `unsupported scheme "${scheme}"`,
+      );
       return;
     }
     const target = parseAuthority(m[2], 80);
     if (target === null || m[2] === '') {
-      sendRefusal(req, res, {
-        reason: 'bad-request',
-        message: 'malformed host in the request URI',
-      });
+      bad('malformed host in the request URI');
       return;
     }
     // Dot segments resolved and unsafe characters encoded: the ACL checks exactly the
@@ -102,7 +100,7 @@ export function createHttp1FrontEnd(
     try {
       url = new URL(`http://portail.invalid${rest}`);
     } catch {
-      sendRefusal(req, res, { reason: 'bad-request', message: 'malformed request URI' });
+      bad('malformed request URI');
       return;
     }
     const facts = {
@@ -139,15 +137,15 @@ export function createHttp1FrontEnd(
         ),
       );
     if (tooManyHeaders(req)) {
+      st.ctx.reportMalformed('http', 'CONNECT with too many header fields');
       refuse({ reason: 'bad-request', message: 'too many header fields' }, 431);
       return;
     }
     const target = parseAuthority(req.url ?? '', 443);
     if (target === null) {
-      refuse({
-        reason: 'bad-request',
-        message: 'CONNECT needs an authority: host:port or [v6]:port',
-      });
+      const message = 'CONNECT needs an authority: host:port or [v6]:port';
+      st.ctx.reportMalformed('http', message);
+      refuse({ reason: 'bad-request', message });
       return;
     }
     // Bytes the client sent after its request head belong to the tunnel.
@@ -183,6 +181,7 @@ export function createHttp1FrontEnd(
           ? 408
           : 400;
     const message = status === 431 ? 'request header too large' : 'malformed HTTP request';
+    states.get(socket)?.ctx.reportMalformed('http', `${message} (${err.code ?? err.message})`);
     const answer = refusalAnswer(
       { reason: 'bad-request', message },
       { isConnect: false, accept: undefined, status },
@@ -194,6 +193,9 @@ export function createHttp1FrontEnd(
   });
 
   return {
+    setTimeout(ms) {
+      server.keepAliveTimeout = ms;
+    },
     serve(socket, ctx) {
       states.set(socket, { ctx, inFlight: 0, tunnelled: false });
       server.emit('connection', socket);

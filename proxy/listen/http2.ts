@@ -13,6 +13,8 @@ import { runTunnel } from './tunnel.js';
 export interface Http2FrontEnd {
   serve(socket: Socket, ctx: FrontEndContext): void;
   close(): void;
+  /** handshake-timeout changed by a reload. */
+  setTimeout(ms: number): void;
 }
 
 interface SessionState {
@@ -25,6 +27,7 @@ export function createHttp2FrontEnd(
   limits: HandshakeLimits,
   handshakeTimeoutMs: number,
 ): Http2FrontEnd {
+  let idleMs = handshakeTimeoutMs;
   const sessions = new Map<http2.ServerHttp2Session, SessionState>();
   let adopting: FrontEndContext | undefined;
   const server = http2.createServer({
@@ -74,7 +77,7 @@ export function createHttp2FrontEnd(
       // idle HTTP/1.1 keep-alive connection is.
       if (st.open === 0 && !stream.session?.destroyed) {
         const session = stream.session;
-        st.idle = setTimeout(() => session?.close(), handshakeTimeoutMs);
+        st.idle = setTimeout(() => session?.close(), idleMs);
         st.idle.unref();
       }
     });
@@ -128,6 +131,9 @@ export function createHttp2FrontEnd(
     close() {
       for (const session of sessions.keys()) session.destroy();
       sessions.clear();
+    },
+    setTimeout(ms) {
+      idleMs = ms;
     },
   };
 }

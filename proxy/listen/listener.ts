@@ -41,6 +41,8 @@ export interface ProxyListenerOptions {
   requireTls?: () => boolean;
   /** A connection closed before any request for a reason worth auditing (bad PROXY header, plaintext refused). */
   onConnectionRefused?: (client: ClientFacts, reason: string) => void;
+  /** A request refused because it was malformed (answered 400 / SOCKS 0x01 or closed), for the audit. */
+  onMalformed?: (client: ClientFacts, protocol: string, reason: string) => void;
   limits?: Partial<HandshakeLimits>;
 }
 
@@ -62,15 +64,20 @@ export interface ProxyListener {
   readonly handshakeTimeouts: number;
   /** Destroys every open client connection (end of a graceful stop). */
   closeAll(): void;
+  /**
+   * A reload's new limits: new handshakes get the new deadline; max-connections
+   * applies to the next connection (connections above a lowered limit stay open).
+   */
+  setLimits(limits: { handshakeTimeoutMs: number; maxConnections: number }): void;
 }
 
 const OVERLOADED_MESSAGE = 'portail: too many connections, try again later\n';
 
 export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
   const limits: HandshakeLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const timeoutMs = opts.handshakeTimeoutMs;
-  const http1 = createHttp1FrontEnd(limits, timeoutMs);
-  const http2 = createHttp2FrontEnd(limits, timeoutMs);
+  let maxConnections = opts.maxConnections;
+  const http1 = createHttp1FrontEnd(limits, opts.handshakeTimeoutMs);
+  const http2 = createHttp2FrontEnd(limits, opts.handshakeTimeoutMs);
   const open = new Set<Socket>();
   let accepted = 0;
   let refused = 0;
@@ -86,11 +93,19 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       // a logger failing must not take a connection down
     }
   };
+  const reportMalformed = (client: ClientFacts, protocol: string, reason: string) => {
+    try {
+      opts.onMalformed?.(client, protocol, reason);
+    } catch {
+      // logging only
+    }
+  };
   const shared: Shared = {
     pipeline: opts.pipeline,
     limits,
-    timeoutMs,
+    timeoutMs: opts.handshakeTimeoutMs,
     reportError,
+    reportMalformed,
     onHandshakeTimeout(first) {
       // Only a first handshake counts: later ones are idle keep-alive connections.
       if (first) handshakeTimeouts++;
@@ -107,7 +122,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       socket.destroy();
       return;
     }
-    if (open.size >= opts.maxConnections) {
+    if (open.size >= maxConnections) {
       refused++;
       try {
         opts.onRefused?.({ ip: socketIp(remoteAddress), port: socket.remotePort ?? 0 });
@@ -228,6 +243,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       handshakeDone: () => outer.handshakeDone(),
       handshakeStart: () => outer.handshakeStart(),
       reportError: (err, where) => outer.reportError(err, where),
+      reportMalformed: (protocol, reason) => outer.reportMalformed(protocol, reason),
     };
     if (outcome.alpn === 'h2') route('http2', tlsSocket, ctx, true);
     else if (outcome.alpn === 'http/1.1') route('http1', tlsSocket, ctx, true);
@@ -264,12 +280,12 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
    * a GOAWAY; lingering sockets are bounded so that a flood costs nothing more.
    */
   function refuseOverloaded(socket: Socket): void {
-    if (lingering.size >= Math.max(64, opts.maxConnections)) {
+    if (lingering.size >= Math.max(64, maxConnections)) {
       socket.destroy();
       return;
     }
     lingering.add(socket);
-    const timer = setTimeout(() => socket.destroy(), Math.min(timeoutMs, LINGER_MS));
+    const timer = setTimeout(() => socket.destroy(), Math.min(shared.timeoutMs, LINGER_MS));
     timer.unref();
     socket.on('close', () => {
       lingering.delete(socket);
@@ -295,6 +311,12 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     get handshakeTimeouts() {
       return handshakeTimeouts;
     },
+    setLimits(next) {
+      maxConnections = next.maxConnections;
+      shared.timeoutMs = next.handshakeTimeoutMs;
+      http1.setTimeout(next.handshakeTimeoutMs);
+      http2.setTimeout(next.handshakeTimeoutMs);
+    },
     closeAll() {
       http2.close();
       for (const s of open) s.destroy();
@@ -307,8 +329,10 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
 interface Shared {
   readonly pipeline: Pipeline;
   readonly limits: HandshakeLimits;
-  readonly timeoutMs: number;
+  /** handshake-timeout, changed by setLimits (a reload). */
+  timeoutMs: number;
   reportError(err: unknown, where: string): void;
+  reportMalformed(client: ClientFacts, protocol: string, reason: string): void;
   onHandshakeTimeout(first: boolean): void;
 }
 
@@ -353,6 +377,9 @@ class Connection implements FrontEndContext {
   }
   reportError(err: unknown, where: string): void {
     this.shared.reportError(err, where);
+  }
+  reportMalformed(protocol: string, reason: string): void {
+    this.shared.reportMalformed(this.client, protocol, reason);
   }
 }
 

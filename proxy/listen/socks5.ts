@@ -43,8 +43,9 @@ export function serveSocks5(
   let buf: Buffer = head;
   let stage: 'greeting' | 'request' = 'greeting';
 
-  const fail = (answer: Buffer): false => {
+  const fail = (answer: Buffer, why: string): false => {
     reader.stop();
+    ctx.reportMalformed('socks5', why);
     answerAndClose(socket, answer);
     return false;
   };
@@ -54,31 +55,44 @@ export function serveSocks5(
     if (stage === 'greeting') {
       if (buf.length < 2) return true;
       const count = buf[1];
-      if (count === 0) return fail(NO_METHOD_REPLY);
+      if (count === 0) return fail(NO_METHOD_REPLY, 'greeting offers no method');
       if (buf.length < 2 + count) return true;
       const offered = buf.subarray(2, 2 + count);
       buf = buf.subarray(2 + count);
-      if (!offered.includes(METHOD_NO_AUTH)) return fail(NO_METHOD_REPLY);
+      if (!offered.includes(METHOD_NO_AUTH))
+        return fail(NO_METHOD_REPLY, 'no-authentication (0x00) not among the methods offered');
       socket.write(METHOD_REPLY);
       stage = 'request';
     }
     // VER CMD RSV ATYP ADDR PORT
     if (buf.length < 4) return true;
-    if (buf[0] !== SOCKS_VERSION || buf[2] !== 0x00) return fail(encodeReply(REP_GENERAL_FAILURE));
+    if (buf[0] !== SOCKS_VERSION || buf[2] !== 0x00)
+      return fail(
+        encodeReply(REP_GENERAL_FAILURE),
+        'request with a wrong version or reserved byte',
+      );
     const cmd = buf[1];
     if (cmd !== CMD_CONNECT && cmd !== CMD_UDP_ASSOCIATE) {
-      return fail(encodeReply(REP_COMMAND_NOT_SUPPORTED));
+      return fail(encodeReply(REP_COMMAND_NOT_SUPPORTED), `unsupported command 0x${hex(cmd)}`);
     }
     const atyp = buf[3];
     if (atyp === ATYP_DOMAIN && buf.length < 5) return true;
     const fieldLength = addressFieldLength(atyp, buf[4]);
-    if (fieldLength === undefined) return fail(encodeReply(REP_ADDRESS_TYPE_NOT_SUPPORTED));
+    if (fieldLength === undefined)
+      return fail(
+        encodeReply(REP_ADDRESS_TYPE_NOT_SUPPORTED),
+        `unsupported address type 0x${hex(atyp)}`,
+      );
     const end = 4 + fieldLength + 2;
     if (buf.length < end) return true;
     const host = decodeAddress(atyp, buf.subarray(4, 4 + fieldLength));
     const port = buf.readUInt16BE(4 + fieldLength);
     if (cmd === CMD_CONNECT) {
-      if (host === null || port === 0) return fail(encodeReply(REP_GENERAL_FAILURE));
+      if (host === null || port === 0)
+        return fail(
+          encodeReply(REP_GENERAL_FAILURE),
+          host === null ? 'CONNECT to an invalid address' : 'CONNECT to port 0',
+        );
       // Bytes the client sent after its request belong to the tunnel.
       reader.stop(buf.subarray(end));
       ctx.handshakeDone();
@@ -114,4 +128,8 @@ function connect(socket: Socket, ctx: FrontEndContext, target: Target): void {
       },
     },
   );
+}
+
+function hex(byte: number): string {
+  return byte.toString(16).padStart(2, '0');
 }

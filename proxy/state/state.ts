@@ -6,6 +6,7 @@
 
 import type { AuditWriter, Log } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
+import { keysNeedingRestart } from '../config/restart-keys.js';
 import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
 import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
 import { buildSnapshot, type Snapshot } from './snapshot.js';
@@ -112,17 +113,21 @@ export async function createState(opts: StateOptions): Promise<State> {
   async function doReload(trigger: ReloadTrigger): Promise<ReloadResult> {
     const res = await buildSnapshot(opts.configPath, snap.generation + 1, { lenientAcl: false });
     const at = new Date();
-    if (!res.ok) {
-      lastReload = { ok: false, diagnostics: res.text, at, trigger };
-      watchedExtra = res.files;
-      log.error(`reload failed, the previous rules stay in force:\n${res.text}`);
+    const restart = res.ok ? keysNeedingRestart(snap.config, res.snapshot.config) : [];
+    if (!res.ok || restart.length > 0) {
+      const text = res.ok
+        ? `${opts.configPath}: a reload cannot apply ${restart.join(', ')}; restart portail to change ${restart.length > 1 ? 'them' : 'it'} (nothing was changed)`
+        : res.text;
+      lastReload = { ok: false, diagnostics: text, at, trigger };
+      watchedExtra = res.ok ? [] : res.files;
+      log.error(`reload failed, the previous rules stay in force:\n${text}`);
       audit.write(
         auditRecord('reload', {
-          reason: `reload failed, previous rules kept: ${firstLine(res.text)}`,
+          reason: `reload failed, previous rules kept: ${firstLine(text)}`,
           result: 'failed',
           trigger,
           acl_hash: snap.aclHash,
-          diagnostics: res.text,
+          diagnostics: text,
         }),
       );
       syncWatcher();

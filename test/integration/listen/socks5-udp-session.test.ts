@@ -567,6 +567,7 @@ describe('SOCKS5 UDP ASSOCIATE: the client’s source address', () => {
         handshakeDone() {},
         handshakeStart() {},
         reportError: (e) => errors.push(e),
+        reportMalformed() {},
       };
       s.on('error', () => {});
       startUdpAssociation(s, ctx, requestedPort, requestedHost);
