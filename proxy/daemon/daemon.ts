@@ -21,6 +21,7 @@ import {
 } from '../state/state.js';
 import { DEFAULT_PROXY_ADDRESS, listenOn, parseBindAddress } from './bind.js';
 import { createControlBackend, type DaemonControl } from './control.js';
+import { fdLimitWarning, watchFds } from './fd-watch.js';
 import { createRefusalLog } from './refusal-log.js';
 import {
   adopt,
@@ -150,6 +151,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }),
   );
   state.onSwap((next) => logging.setLevel(next.config.log.level));
+  // Running out of descriptors is silent otherwise (fd-watch.ts).
+  const fdWatch = watchFds(log);
+  const warnFdLimit = (maxConnections: number) => {
+    const w = fdLimitWarning(maxConnections);
+    if (w !== null) log.warn(w);
+  };
+  warnFdLimit(snap.config.maxConnections);
+  state.onSwap((next, prev) => {
+    if (next.config.maxConnections !== prev.config.maxConnections)
+      warnFdLimit(next.config.maxConnections);
+  });
 
   const servers: net.Server[] = [];
   const addresses: string[] = [];
@@ -289,6 +301,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       const done = (async () => {
         notifier.stopping();
         clearInterval(statusTimer);
+        fdWatch.stop();
         for (const s of servers) s.close();
         for (const s of controlServers) s.close();
         controlSocket?.close();
