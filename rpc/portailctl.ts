@@ -220,15 +220,14 @@ async function cmdConnect(g: Globals, host: string, portText: string): Promise<n
     throw e;
   }
   const proxy = proxyAddress(status);
-  let tunnel: Awaited<ReturnType<typeof socks5Connect>>;
+  let socket: Awaited<ReturnType<typeof socks5Connect>>;
   try {
-    tunnel = await socks5Connect(proxy.host, proxy.port, hp.host, port);
+    socket = await socks5Connect(proxy.host, proxy.port, hp.host, port);
   } catch (e) {
     if (e instanceof Socks5Error)
       throw new Failure(e.message, e.unreachable ? EXIT_UNREACHABLE : EXIT_FAILED);
     throw e;
   }
-  const { socket, head } = tunnel;
   return new Promise<number>((resolve) => {
     let failed = false;
     socket.on('error', (e) => {
@@ -236,7 +235,6 @@ async function cmdConnect(g: Globals, host: string, portText: string): Promise<n
       process.stderr.write(`portailctl: connection lost: ${e.message}\n`);
     });
     process.stdout.on('error', () => socket.destroy());
-    if (head.length) process.stdout.write(head);
     socket.pipe(process.stdout);
     process.stdin.pipe(socket);
     socket.resume();

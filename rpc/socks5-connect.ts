@@ -1,19 +1,20 @@
-// A minimal SOCKS5 CONNECT client (RFC 1928, no authentication) for `portailctl
-// connect`: the destination name goes to the proxy unresolved, so the proxy's ACL sees
-// the host the user asked for.
+// The SOCKS5 CONNECT of `portailctl connect`, through the `socks` package: the
+// destination name goes to the proxy unresolved, so the proxy's ACL sees the host the
+// user asked for. We open the TCP connection ourselves so that "the proxy cannot be
+// reached" (exit 3) is told apart from "the proxy refused" (exit 1).
 import net from 'node:net';
-import ipaddr from 'ipaddr.js';
+import { SocksClient } from 'socks';
 
-/** RFC 1928 reply codes, worded for a person. */
-const REPLIES: Record<number, string> = {
-  1: 'general failure',
-  2: 'connection not allowed by the proxy’s rules',
-  3: 'network unreachable',
-  4: 'host unreachable',
-  5: 'connection refused',
-  6: 'timed out',
-  7: 'command not supported',
-  8: 'address type not supported',
+/** RFC 1928 reply codes (the `socks` package's names), worded for a person. */
+const REPLIES: Record<string, [code: number, text: string]> = {
+  Failure: [1, 'general failure'],
+  NotAllowed: [2, 'connection not allowed by the proxy’s rules'],
+  NetworkUnreachable: [3, 'network unreachable'],
+  HostUnreachable: [4, 'host unreachable'],
+  ConnectionRefused: [5, 'connection refused'],
+  TTLExpired: [6, 'timed out'],
+  CommandNotSupported: [7, 'command not supported'],
+  AddressNotSupported: [8, 'address type not supported'],
 };
 
 export class Socks5Error extends Error {
@@ -29,103 +30,61 @@ export class Socks5Error extends Error {
   }
 }
 
-function destination(host: string, port: number): Buffer {
-  const portBytes = Buffer.of(port >> 8, port & 0xff);
-  if (net.isIP(host)) {
-    const bytes = ipaddr.parse(host).toByteArray();
-    return Buffer.concat([Buffer.of(bytes.length === 4 ? 1 : 4), Buffer.from(bytes), portBytes]);
-  }
-  const name = Buffer.from(host, 'utf8');
-  if (name.length === 0 || name.length > 255) throw new Socks5Error(`invalid host name "${host}"`);
-  return Buffer.concat([Buffer.of(3, name.length), name, portBytes]);
-}
-
-/** Bytes that make a complete CONNECT reply at the start of `buf`, or 0 if more are needed. */
-function replyLength(buf: Buffer): number {
-  if (buf.length < 5) return 0;
-  const atyp = buf[3];
-  const addr = atyp === 1 ? 4 : atyp === 4 ? 16 : atyp === 3 ? 1 + buf[4] : -1;
-  if (addr < 0) throw new Socks5Error('invalid reply from the proxy (address type)');
-  const total = 4 + addr + 2;
-  return buf.length >= total ? total : 0;
-}
-
-export interface Socks5Connection {
-  socket: net.Socket;
-  /** Bytes the proxy sent after its reply (already from the destination). */
-  head: Buffer;
-}
-
-/** Opens a tunnel to host:port through the SOCKS5 proxy at proxyHost:proxyPort. */
-export function socks5Connect(
+/**
+ * Opens a tunnel to host:port through the SOCKS5 proxy at proxyHost:proxyPort. Bytes
+ * the proxy sent after its reply are delivered as the socket's first 'data' (the
+ * `socks` package re-emits them once the caller has had a chance to listen).
+ */
+export async function socks5Connect(
   proxyHost: string,
   proxyPort: number,
   host: string,
   port: number,
   timeoutMs = 30_000,
-): Promise<Socks5Connection> {
+): Promise<net.Socket> {
+  if (net.isIP(host) === 0 && (host === '' || Buffer.byteLength(host) > 255))
+    throw new Socks5Error(`invalid host name "${host}"`);
+  const socket = await reach(proxyHost, proxyPort, timeoutMs);
+  try {
+    const { socket: tunnel } = await SocksClient.createConnection({
+      proxy: { host: proxyHost, port: proxyPort, type: 5 },
+      command: 'connect',
+      destination: { host, port },
+      existing_socket: socket,
+      timeout: timeoutMs,
+    });
+    return tunnel;
+  } catch (e) {
+    socket.destroy();
+    throw refusal((e as Error).message);
+  }
+}
+
+function reach(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const request = Buffer.concat([Buffer.of(5, 1, 0), destination(host, port)]);
-    const socket = net.connect({ host: proxyHost, port: proxyPort });
-    let stage: 'connecting' | 'method' | 'reply' = 'connecting';
-    let buf = Buffer.alloc(0);
-    const fail = (err: Socks5Error) => {
+    const socket = net.connect({ host, port });
+    const fail = (why: string) => {
       socket.destroy();
-      reject(err);
+      reject(new Socks5Error(`cannot reach the proxy at ${host}:${port}: ${why}`, undefined, true));
     };
-    socket.setTimeout(timeoutMs, () => fail(new Socks5Error('the proxy did not answer in time')));
+    socket.setTimeout(timeoutMs, () => fail('no answer in time'));
+    socket.once('error', (e) => fail(e.message));
     socket.once('connect', () => {
-      stage = 'method';
-      socket.write(Buffer.of(5, 1, 0));
+      socket.setTimeout(0);
+      socket.removeAllListeners('error');
+      resolve(socket);
     });
-    socket.on('error', (e: Error & { code?: string }) => {
-      fail(
-        new Socks5Error(
-          `cannot reach the proxy at ${proxyHost}:${proxyPort}: ${e.message}`,
-          undefined,
-          stage === 'connecting',
-        ),
-      );
-    });
-    socket.on('close', () => fail(new Socks5Error('the proxy closed the connection')));
-    const onData = (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      if (stage === 'method') {
-        if (buf.length < 2) return;
-        if (buf[0] !== 5 || buf[1] !== 0) {
-          return fail(new Socks5Error('the proxy does not accept SOCKS5 without authentication'));
-        }
-        buf = buf.subarray(2);
-        stage = 'reply';
-        socket.write(request);
-      }
-      if (stage === 'reply') {
-        if (buf.length >= 2 && (buf[0] !== 5 || buf[1] !== 0)) {
-          const code = buf[1];
-          return fail(
-            new Socks5Error(
-              buf[0] === 5
-                ? `the proxy refused: ${REPLIES[code] ?? `reply code ${code}`}`
-                : 'invalid reply from the proxy',
-              buf[0] === 5 ? code : undefined,
-            ),
-          );
-        }
-        let n: number;
-        try {
-          n = replyLength(buf);
-        } catch (e) {
-          return fail(e as Socks5Error);
-        }
-        if (n === 0) return;
-        socket.off('data', onData);
-        socket.removeAllListeners('close');
-        socket.removeAllListeners('error');
-        socket.setTimeout(0);
-        socket.pause();
-        resolve({ socket, head: buf.subarray(n) });
-      }
-    };
-    socket.on('data', onData);
   });
+}
+
+/** The `socks` package's message ("Socks5 proxy rejected connection - NotAllowed", …) for a person. */
+function refusal(message: string): Socks5Error {
+  const rejected = / - (\w+)$/.exec(message);
+  const reply = rejected ? REPLIES[rejected[1]] : undefined;
+  if (reply) return new Socks5Error(`the proxy refused: ${reply[1]}`, reply[0]);
+  if (/no accepted authentication type|unknown authentication type/.test(message))
+    return new Socks5Error('the proxy does not accept SOCKS5 without authentication');
+  if (/timed out/i.test(message)) return new Socks5Error('the proxy did not answer in time');
+  if (/Socket closed/.test(message)) return new Socks5Error('the proxy closed the connection');
+  return new Socks5Error(`invalid reply from the proxy (${message})`);
 }
