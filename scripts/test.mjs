@@ -1,5 +1,5 @@
 // Runs the compiled tests with Node's own test runner.
-//   node scripts/test.mjs            every suite (unit, integration, systemd, browser)
+//   node scripts/test.mjs            every suite (unit, integration, systemd)
 //   node scripts/test.mjs unit ...   only the named suites
 // Under CI=true a skipped test is a failure: the runner's summary is read and the exit
 // code set accordingly, so that a missing tool can never pass silently.
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const suites = process.argv.slice(2);
-const wanted = suites.length ? suites : ['unit', 'integration', 'systemd', 'browser'];
+const wanted = suites.length ? suites : ['unit', 'integration', 'systemd'];
 
 function walk(dir, out) {
   if (!existsSync(dir)) return out;
