@@ -231,7 +231,10 @@ export function createResolver(opts: ResolverOptions): CountedResolver {
     f.channel = channel;
     query(channel, f.host, names, () => f.done).then(
       (answer) => finish(f, null, answer),
-      (e: unknown) => finish(f, e instanceof ConnectError ? e : dnsError(f.host, e)),
+      (e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code === 'ETIMEOUT' && !f.done) counters.timedOut++;
+        finish(f, e instanceof ConnectError ? e : dnsError(f.host, e));
+      },
     );
   }
 
@@ -347,7 +350,7 @@ async function query(
     // A broken or silent server: the other names would not fare better.
     if (severity(last) > 1) break;
   }
-  throw last === undefined ? noAddress(host) : dnsError(host, last);
+  throw last === undefined ? noAddress(host) : last;
 }
 
 /** RFC 1035 lengths; printable ASCII without spaces (a query name, not a URL). */
