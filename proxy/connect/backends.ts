@@ -18,6 +18,7 @@ import type {
   ListenerConfig,
 } from '../config/types.js';
 import { ConnectError, type ProxyProtocol, type Target } from '../types.js';
+import { watchAbort } from './abort.js';
 import { createDirectConnector, type DirectConnector } from './direct.js';
 import type { Resolver } from './resolver.js';
 import { createSshConnector, type SshConnector } from './ssh.js';
@@ -382,14 +383,15 @@ export function createBackendRegistry(
           ac.abort(new ConnectError('timeout', `backend ${name}: no connection within ${ms} ms`)),
         ms,
       );
-      const onAbort = () => ac.abort(o.signal.reason);
-      if (o.signal.aborted) onAbort();
-      else o.signal.addEventListener('abort', onAbort, { once: true });
+      // o.signal is the pipeline's, shared by every request: one listener on it for all
+      // attempts (abort.ts), not one each (MaxListenersExceededWarning past 10).
+      if (o.signal.aborted) ac.abort(o.signal.reason);
+      const unwatch = watchAbort(o.signal, () => ac.abort(o.signal.reason));
       try {
         return await through(snap, b, spec, target, o, ac.signal);
       } finally {
         clearTimeout(timer);
-        o.signal.removeEventListener('abort', onAbort);
+        unwatch();
       }
     },
     close() {

@@ -1,12 +1,18 @@
-// Destination name resolution (config `[dns]`): the system resolver (getaddrinfo,
-// honours /etc/hosts and NSS) when no server is configured, else c-ares against the
-// configured servers. Every lookup is bounded by `timeoutMs` and abortable, and every
-// failure is a ConnectError('dns', …) whose message says what went wrong.
+// Destination name resolution (config `[dns]`, docs/security.md "Name resolution"):
+// c-ares against the configured servers, or against the system's (/etc/resolv.conf,
+// after /etc/hosts) when none is configured — never getaddrinfo, whose calls cannot be
+// cancelled and queue up on libuv's small thread pool (docs/DECISIONS.md). Every lookup
+// is bounded by `timeoutMs`, queued or running; concurrent lookups of one name share
+// one query, cancelled when its last waiter leaves; answers are cached for their TTL;
+// what does not fit the queue is refused at once. Every failure is a
+// ConnectError('dns', …) whose message says what went wrong.
 import { promises as dnsPromises } from 'node:dns';
 import { isIP } from 'node:net';
 import { ConnectError } from '../types.js';
-import { abortError } from './abort.js';
+import { abortError, watchAbort } from './abort.js';
 import { canonicalIp, happyEyeballsOrder } from './address-order.js';
+import { DnsCache } from './dns-cache.js';
+import { type SystemDns, type SystemDnsPaths, searchNames, systemDnsReader } from './system-dns.js';
 
 export interface Resolver {
   /**
@@ -16,11 +22,65 @@ export interface Resolver {
   lookup(host: string, signal?: AbortSignal): Promise<string[]>;
 }
 
+/** What createResolver makes: a resolver with its counters. */
+export interface CountedResolver extends Resolver {
+  /** Counters since creation, and the current queue (metrics, tests). */
+  readonly stats: ResolverStats;
+}
+
+export interface ResolverStats {
+  /** Names asked for (IP literals not counted). */
+  lookups: number;
+  /** Answered from the cache: addresses, and "no such name" / "no address". */
+  cacheHits: number;
+  negativeHits: number;
+  /** Joined a query already under way for the same name. */
+  coalesced: number;
+  /** Queries sent (one per distinct name not cached). */
+  queries: number;
+  /** Refused at once: the queue was full. */
+  refused: number;
+  /** Queries cancelled because every waiter left (aborted) before the answer. */
+  cancelled: number;
+  /** Queries that reached the timeout (queued or running). */
+  timedOut: number;
+  /** Now: queries running, and waiting for a place to run. */
+  running: number;
+  waiting: number;
+  /** Now: cached answers. */
+  cached: number;
+}
+
+/** The limits (docs/security.md "Name resolution"); tests use smaller ones. */
+export interface ResolverLimits {
+  /** Queries (distinct names) running at once. */
+  maxRunning: number;
+  /** Queries waiting for a place; beyond: refused at once. */
+  maxWaiting: number;
+  /** Cached answers (least recently used dropped first). */
+  cacheEntries: number;
+  /** Upper bound of a positive answer's TTL in the cache. */
+  maxTtlMs: number;
+  /** How long "no such name" / "no address" is cached. */
+  negativeTtlMs: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<ResolverLimits> = Object.freeze({
+  maxRunning: 256,
+  maxWaiting: 1024,
+  cacheEntries: 10_000,
+  maxTtlMs: 300_000,
+  negativeTtlMs: 10_000,
+});
+
 export interface ResolverOptions {
-  /** `HOST` or `HOST:PORT` (IPv6 in brackets when a port is given); empty = system resolver. */
+  /** `HOST` or `HOST:PORT` (IPv6 in brackets when a port is given); empty = the system's servers. */
   servers: string[];
-  /** Upper bound of one lookup, all servers and both address families included. */
+  /** Upper bound of one lookup, time waiting in the queue, all servers and both address families included. */
   timeoutMs: number;
+  limits?: Partial<ResolverLimits>;
+  /** Where the system's configuration is read (default /etc/resolv.conf, /etc/hosts). */
+  system?: SystemDnsPaths;
 }
 
 /** Parses one `[dns] resolvers` entry into the form c-ares accepts; throws a TypeError naming it. */
@@ -55,104 +115,261 @@ export function parseDnsServer(entry: string): string {
   return family === 6 ? `[${host}]` : host;
 }
 
-export function createResolver(opts: ResolverOptions): Resolver {
+const LOOPBACK: readonly string[] = Object.freeze(['::1', '127.0.0.1']);
+
+interface Waiter {
+  resolve(addresses: string[]): void;
+  reject(err: Error): void;
+  unwatch?: () => void;
+}
+
+/** One query for one name, shared by every lookup of that name while it runs. */
+interface Flight {
+  key: string;
+  host: string;
+  waiters: Set<Waiter>;
+  timer: NodeJS.Timeout;
+  startedAt: number;
+  channel?: InstanceType<typeof dnsPromises.Resolver>;
+  done: boolean;
+}
+
+interface Answer {
+  addresses: string[];
+  /** Smallest TTL of the records, seconds. */
+  ttl: number;
+}
+
+export function createResolver(opts: ResolverOptions): CountedResolver {
   if (!(opts.timeoutMs > 0))
     throw new TypeError('DNS timeout must be a positive number of milliseconds');
-  const servers = opts.servers.map(parseDnsServer);
+  const { timeoutMs } = opts;
+  const limits: ResolverLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const configured = opts.servers.map(parseDnsServer);
   // Let c-ares refuse what it would refuse later (e.g. a zone id) at configuration time.
-  if (servers.length > 0) new dnsPromises.Resolver().setServers(servers);
-  const query = servers.length === 0 ? systemLookup : serverLookup(servers, opts.timeoutMs);
-  return {
-    async lookup(host, signal) {
-      const literal = canonicalIp(host);
-      if (literal !== null) return [literal];
-      if (host === '' || host.length > 253)
-        throw new ConnectError('dns', `invalid host name "${host}"`);
-      if (signal?.aborted) throw abortError(signal, `lookup of ${host}`);
-      const stop = new AbortController();
-      const addresses = await bounded(
-        query(host, stop.signal),
-        host,
-        opts.timeoutMs,
-        signal,
-      ).finally(() => stop.abort());
-      const ordered = happyEyeballsOrder(
-        addresses.map((a) => canonicalIp(a)).filter((a): a is string => a !== null),
+  if (configured.length > 0) new dnsPromises.Resolver().setServers(configured);
+  const system = configured.length === 0 ? systemDnsReader(opts.system) : undefined;
+
+  const cache = new DnsCache(limits.cacheEntries);
+  const flights = new Map<string, Flight>();
+  /** Flights waiting for a place, oldest first (a Set: a cancelled one leaves at once). */
+  const waiting = new Set<Flight>();
+  let running = 0;
+  const counters = {
+    lookups: 0,
+    cacheHits: 0,
+    negativeHits: 0,
+    coalesced: 0,
+    queries: 0,
+    refused: 0,
+    cancelled: 0,
+    timedOut: 0,
+  };
+
+  /** Answers that need no query: RFC 6761 localhost, then /etc/hosts (system only). */
+  function fixedAnswer(name: string, sys: SystemDns | undefined): readonly string[] | undefined {
+    const bare = name.endsWith('.') ? name.slice(0, -1) : name;
+    const listed = sys?.hosts.get(bare);
+    if (listed !== undefined) return listed;
+    if (bare === 'localhost' || bare.endsWith('.localhost')) return LOOPBACK;
+    return undefined;
+  }
+
+  function finish(f: Flight, err: Error | null, answer?: Answer): void {
+    if (f.done) return;
+    f.done = true;
+    clearTimeout(f.timer);
+    flights.delete(f.key);
+    if (!waiting.delete(f)) {
+      running--;
+      // Whatever is still outstanding on the channel (the other family, search names).
+      f.channel?.cancel();
+    }
+    const now = performance.now();
+    let addresses: string[] = [];
+    if (answer !== undefined) {
+      addresses = happyEyeballsOrder(
+        answer.addresses.map((a) => canonicalIp(a)).filter((a): a is string => a !== null),
       );
-      if (ordered.length === 0) throw new ConnectError('dns', `no address for ${host}`);
-      return ordered;
+      if (addresses.length === 0) err = noAddress(f.host);
+      else cache.setAddresses(f.key, addresses, Math.min(answer.ttl * 1000, limits.maxTtlMs), now);
+    }
+    if (err instanceof ConnectError && isNegative(err)) {
+      cache.setError(f.key, err, limits.negativeTtlMs, now);
+    }
+    for (const w of f.waiters) {
+      w.unwatch?.();
+      if (err) w.reject(err);
+      else w.resolve(addresses.slice());
+    }
+    f.waiters.clear();
+    pump();
+  }
+
+  function pump(): void {
+    while (running < limits.maxRunning && waiting.size > 0) {
+      const next = waiting.values().next().value as Flight;
+      waiting.delete(next);
+      start(next);
+    }
+  }
+
+  function start(f: Flight): void {
+    running++;
+    counters.queries++;
+    const sys = system?.();
+    const servers = sys?.servers ?? configured;
+    const names = sys ? searchNames(f.host, sys) : [f.host.replace(/\.$/, '')];
+    // One channel per query, so that one given up on is cancelled alone. c-ares tries
+    // the servers in turn: what is left of the budget is shared among them.
+    const left = timeoutMs - (performance.now() - f.startedAt);
+    const channel = new dnsPromises.Resolver({
+      timeout: Math.max(100, Math.floor(left / servers.length)),
+      tries: 1,
+    });
+    channel.setServers(servers);
+    f.channel = channel;
+    query(channel, f.host, names, () => f.done).then(
+      (answer) => finish(f, null, answer),
+      (e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code === 'ETIMEOUT' && !f.done) counters.timedOut++;
+        finish(f, e instanceof ConnectError ? e : dnsError(f.host, e));
+      },
+    );
+  }
+
+  /** A waiter left (its signal fired): the query goes on only while someone waits. */
+  function leave(f: Flight, w: Waiter, err: ConnectError): void {
+    if (!f.waiters.delete(w)) return;
+    w.reject(err);
+    if (f.waiters.size === 0 && !f.done) {
+      counters.cancelled++;
+      finish(f, err);
+    }
+  }
+
+  return {
+    lookup(host, signal) {
+      const literal = canonicalIp(host);
+      if (literal !== null) return Promise.resolve([literal]);
+      const key = host.toLowerCase();
+      if (!validName(key)) {
+        return Promise.reject(new ConnectError('dns', `invalid host name ${JSON.stringify(host)}`));
+      }
+      counters.lookups++;
+      const fixed = fixedAnswer(key, system?.());
+      if (fixed !== undefined) return Promise.resolve(happyEyeballsOrder([...fixed]));
+      const hit = cache.get(key, performance.now());
+      if (hit !== undefined) {
+        if (hit.addresses !== undefined) {
+          counters.cacheHits++;
+          return Promise.resolve(hit.addresses.slice());
+        }
+        counters.negativeHits++;
+        const e = hit.error as ConnectError;
+        return Promise.reject(new ConnectError(e.reason, e.message));
+      }
+      if (signal?.aborted) return Promise.reject(abortError(signal, `lookup of ${host}`));
+      let f = flights.get(key);
+      if (f !== undefined) counters.coalesced++;
+      else {
+        if (running >= limits.maxRunning && waiting.size >= limits.maxWaiting) {
+          counters.refused++;
+          return Promise.reject(
+            new ConnectError(
+              'dns',
+              `resolver overloaded: ${running} lookups running and ${waiting.size} waiting; lookup of ${host} refused`,
+            ),
+          );
+        }
+        const flight: Flight = {
+          key,
+          host,
+          waiters: new Set(),
+          startedAt: performance.now(),
+          done: false,
+          timer: setTimeout(() => {
+            counters.timedOut++;
+            finish(
+              flight,
+              new ConnectError('dns', `lookup of ${host} timed out after ${timeoutMs} ms`),
+            );
+          }, timeoutMs),
+        };
+        f = flight;
+        flights.set(key, f);
+        if (running < limits.maxRunning) start(f);
+        else waiting.add(f);
+      }
+      const joined = f;
+      return new Promise<string[]>((resolve, reject) => {
+        const w: Waiter = { resolve, reject };
+        joined.waiters.add(w);
+        // One listener per signal however many lookups watch it (abort.ts): the
+        // pipeline's signal is shared by every request.
+        if (signal !== undefined) {
+          w.unwatch = watchAbort(signal, () =>
+            leave(joined, w, abortError(signal, `lookup of ${host}`)),
+          );
+        }
+      });
+    },
+    get stats(): ResolverStats {
+      return { ...counters, running, waiting: waiting.size, cached: cache.size };
     },
   };
 }
 
-/** One lookup; `stop` fires when nobody waits for the answer any more. */
-type Query = (host: string, stop: AbortSignal) => Promise<string[]>;
-
-/** getaddrinfo through libuv's thread pool: cannot be cancelled, only stopped waiting for. */
-async function systemLookup(host: string): Promise<string[]> {
-  try {
-    const found = await dnsPromises.lookup(host, { all: true, verbatim: true });
-    return found.map((a) => a.address);
-  } catch (err) {
-    throw dnsError(host, err);
-  }
-}
-
-/** c-ares against the configured servers: AAAA and A in parallel, IPv6 first (RFC 8305). */
-function serverLookup(servers: string[], timeoutMs: number): Query {
-  return async (host, stop) => {
-    // RFC 6761: localhost is the loopback, never a question for the network.
-    if (host === 'localhost' || host.endsWith('.localhost')) return ['::1', '127.0.0.1'];
-    // One channel per lookup (about 20 µs) so that a lookup given up on is cancelled
-    // alone. c-ares tries the servers in turn: share the budget among them.
-    const resolver = new dnsPromises.Resolver({
-      timeout: Math.max(100, Math.floor(timeoutMs / servers.length)),
-      tries: 1,
-    });
-    resolver.setServers(servers);
-    stop.addEventListener('abort', () => resolver.cancel(), { once: true });
-    const [v6, v4] = await Promise.allSettled([resolver.resolve6(host), resolver.resolve4(host)]);
-    const addresses = [
+/** AAAA and A in parallel for each name to try (search list), IPv6 first (RFC 8305). */
+async function query(
+  channel: InstanceType<typeof dnsPromises.Resolver>,
+  host: string,
+  names: string[],
+  stopped: () => boolean,
+): Promise<Answer> {
+  let last: unknown;
+  for (const name of names) {
+    const [v6, v4] = await Promise.allSettled([
+      channel.resolve6(name, { ttl: true }),
+      channel.resolve4(name, { ttl: true }),
+    ]);
+    if (stopped()) break;
+    const records = [
       ...(v6.status === 'fulfilled' ? v6.value : []),
       ...(v4.status === 'fulfilled' ? v4.value : []),
     ];
-    if (addresses.length > 0) return addresses;
+    if (records.length > 0) {
+      return {
+        addresses: records.map((r) => r.address),
+        ttl: Math.min(...records.map((r) => r.ttl)),
+      };
+    }
     const errors = [v6, v4].flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
     errors.sort((a, b) => severity(b) - severity(a));
-    throw errors.length > 0
-      ? dnsError(host, errors[0])
-      : new ConnectError('dns', `no address for ${host}`);
-  };
+    last = errors[0];
+    // A broken or silent server: the other names would not fare better.
+    if (severity(last) > 1) break;
+  }
+  throw last === undefined ? noAddress(host) : last;
 }
 
-/** Races the query against the timeout and the signal. */
-function bounded(
-  pending: Promise<string[]>,
-  host: string,
-  timeoutMs: number,
-  signal: AbortSignal | undefined,
-): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => finish(new ConnectError('dns', `lookup of ${host} timed out after ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    const onAbort = () => finish(abortError(signal as AbortSignal, `lookup of ${host}`));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let done = false;
-    function finish(err: Error | null, value?: string[]) {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      if (err) reject(err);
-      else resolve(value as string[]);
-    }
-    pending.then(
-      (v) => finish(null, v),
-      (e) => finish(e instanceof ConnectError ? e : dnsError(host, e)),
-    );
-  });
+/** RFC 1035 lengths; printable ASCII without spaces (a query name, not a URL). */
+function validName(name: string): boolean {
+  const bare = name.endsWith('.') ? name.slice(0, -1) : name;
+  if (bare === '' || bare.length > 253 || !/^[\x21-\x7e]+$/.test(bare)) return false;
+  return bare.split('.').every((l) => l.length > 0 && l.length <= 63);
+}
+
+/** "No such name" and "no address": answers worth caching, unlike a server failure. */
+const negatives = new WeakSet<ConnectError>();
+function isNegative(err: ConnectError): boolean {
+  return negatives.has(err);
+}
+
+function noAddress(host: string): ConnectError {
+  const e = new ConnectError('dns', `no address for ${host}`);
+  negatives.add(e);
+  return e;
 }
 
 /** Which of two failures says more: a broken server beats "no such name" beats "no address". */
@@ -185,5 +402,7 @@ function dnsError(host: string, err: unknown): ConnectError {
     : err instanceof Error
       ? err.message
       : String(err);
-  return new ConnectError('dns', `cannot resolve ${host}: ${detail}`);
+  const e = new ConnectError('dns', `cannot resolve ${host}: ${detail}`);
+  if (code === 'ENOTFOUND' || code === 'ENODATA') negatives.add(e);
+  return e;
 }

@@ -34,12 +34,15 @@ import {
 } from './socks5-wire.js';
 import { canonicalIp, formatAuthority, socketIp } from './target.js';
 
-/** Datagrams held per destination while its decision is pending. */
+/** Datagrams held per destination while its decision, or its name's resolution, is pending. */
 const MAX_QUEUED = 16;
 /** Destinations being decided at once; datagrams to further new ones are dropped. */
 const MAX_PENDING = 64;
-/** A destination name's resolution is reused this long. */
+/** A destination name's resolution is reused this long (the resolver caches by TTL too). */
 const RESOLVE_TTL_MS = 30_000;
+/** A failed one (timeout, resolver overloaded) only this long: the name is asked again. */
+const RESOLVE_RETRY_MS = 5_000;
+const NO_ADDRESSES: Promise<string[] | null> = Promise.resolve(null);
 /** Reply sources remembered per remembered destination (a name may have several addresses). */
 const PEERS_PER_DESTINATION = 4;
 
@@ -49,7 +52,7 @@ interface Destination {
   queue: Buffer[];
   /** The addresses the ACL checked (rules reading dst.ip): the only ones sent to. */
   checked?: string[];
-  resolved?: { at: number; addresses: Promise<string[] | null> };
+  resolved?: { at: number; addresses: Promise<string[] | null>; waiting: number };
   /** undeliverable() was reported for it. */
   reported?: boolean;
 }
@@ -285,19 +288,28 @@ export function startUdpAssociation(
     if (isIP(host) !== 0) return sendToOneOf(dest, [host], data);
     const now = Date.now();
     if (dest.resolved === undefined || now - dest.resolved.at > RESOLVE_TTL_MS) {
-      dest.resolved = {
+      const entry: NonNullable<Destination['resolved']> = {
         at: now,
-        addresses: (session as DatagramSession).resolve(host).then(
-          (all) => all.map(socketIp),
-          (err: unknown) => {
-            report(dest, `cannot resolve ${host}: ${(err as Error).message}`);
-            return null;
-          },
-        ),
+        addresses: NO_ADDRESSES,
+        waiting: 0,
       };
+      entry.addresses = (session as DatagramSession).resolve(host).then(
+        (all) => all.map(socketIp),
+        (err: unknown) => {
+          report(dest, `cannot resolve ${host}: ${(err as Error).message}`);
+          entry.at = Date.now() - RESOLVE_TTL_MS + RESOLVE_RETRY_MS;
+          return null;
+        },
+      );
+      dest.resolved = entry;
     }
     // Promise callbacks run in order: datagrams to one destination keep their order.
-    dest.resolved.addresses.then((all) => {
+    // While the name resolves, as many wait as before a decision; later ones are dropped.
+    const r = dest.resolved;
+    if (r.waiting >= MAX_QUEUED) return;
+    r.waiting++;
+    r.addresses.then((all) => {
+      r.waiting--;
       if (all !== null) sendToOneOf(dest, all, data);
     });
   }

@@ -40,6 +40,8 @@ export interface PortailOptions {
   files?: Record<string, string>;
   /** Extra daemon arguments (a function receives the daemon's temp folder). */
   args?: string[] | ((dir: string) => string[]);
+  /** A command the daemon runs under (e.g. a private /etc/resolv.conf: harness/private-resolv.ts). */
+  prefix?: string[];
 }
 
 export async function startPortail(t: Owner, opts: PortailOptions = {}): Promise<Portail> {
@@ -54,9 +56,11 @@ export async function startPortail(t: Owner, opts: PortailOptions = {}): Promise
     `filter-acl-rules-path = "filter.acl"\n${opts.config ?? ''}\n[log]\naudit = "file:${auditPath}"\n`,
   );
   const binds = opts.bind ?? ['127.0.0.1:0'];
+  const prefix = opts.prefix ?? [];
   const proc = await startProcess(
-    process.execPath,
+    prefix[0] ?? process.execPath,
     [
+      ...(prefix.length > 0 ? [...prefix.slice(1), process.execPath] : []),
       PORTAIL,
       'daemon',
       '--config',

@@ -167,6 +167,42 @@ test('connect: an upstream that accepts but never answers times out within conne
   }
 });
 
+test('concurrent backend connects sharing one signal add one abort listener to it', async (t) => {
+  // The pipeline passes one signal to every request: a listener per attempt on it gave
+  // MaxListenersExceededWarning past 10 concurrent connects (issue 18).
+  const sockets: net.Socket[] = [];
+  const silent = net.createServer((s) => sockets.push(s)).listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  t.after(() => {
+    process.off('warning', onWarning);
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as net.AddressInfo).port;
+  const r = createBackendRegistry();
+  const snap = snapshot([{ name: 's', targetAddress: { host: '127.0.0.1', port } }], 300);
+  r.update(snap);
+  const shared = new AbortController();
+  await Promise.allSettled(
+    Array.from({ length: 30 }, () =>
+      r.connect(
+        snap,
+        's',
+        { host: 'example.com', port: 443 },
+        { protocol: 'socks5', signal: shared.signal },
+      ),
+    ),
+  );
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(
+    warnings.filter((w) => w.includes('MaxListeners')),
+    [],
+  );
+});
+
 test('tryCandidates: in order, backed-off skipped, all backed off = all tried, direct never skipped', async () => {
   const r = createBackendRegistry();
   r.update(snapshot([{ name: 'a' }, { name: 'b' }, { name: 'c' }]));

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { happyEyeballsOrder } from '../../../proxy/connect/address-order.js';
 import { createResolver, parseDnsServer } from '../../../proxy/connect/resolver.js';
 import { ConnectError } from '../../../proxy/types.js';
+import { tmpDir } from '../../harness/index.js';
 
 /** A tiny authoritative DNS server on loopback: answers A/AAAA from `zone`, NXDOMAIN otherwise. */
 async function dnsServer(zone: Record<string, { a?: string[]; aaaa?: string[] }>, silent = false) {
@@ -139,15 +142,32 @@ describe('resolver', () => {
     }
   });
 
-  test('system resolver: localhost is loopback', async () => {
-    const r = createResolver({ servers: [], timeoutMs: 2000 });
+  test('system resolver: localhost is loopback', async (t) => {
+    // A private resolv.conf whose server is a closed port: the machine's is never asked.
+    const dir = tmpDir(t);
+    const resolvConf = join(dir, 'resolv.conf');
+    writeFileSync(resolvConf, 'nameserver 127.0.0.1\n');
+    const r = createResolver({
+      servers: [],
+      timeoutMs: 2000,
+      system: { resolvConf, hosts: join(dir, 'no-hosts') },
+    });
     const addrs = await r.lookup('localhost');
     assert.ok(addrs.length > 0);
     for (const a of addrs) assert.ok(a === '::1' || a.startsWith('127.'), `unexpected ${a}`);
   });
 
-  test('system resolver: an unknown name fails with reason dns', async () => {
-    const r = createResolver({ servers: [], timeoutMs: 3000 });
+  test('system resolver: an unknown name fails with reason dns', async (t) => {
+    const dir = tmpDir(t);
+    const resolvConf = join(dir, 'resolv.conf');
+    // 127.0.0.1:53: nothing listens there on the test machines (refused at once, or
+    // silent until the timeout): either way a dns error, and nothing leaves loopback.
+    writeFileSync(resolvConf, 'nameserver 127.0.0.1\n');
+    const r = createResolver({
+      servers: [],
+      timeoutMs: 1000,
+      system: { resolvConf, hosts: join(dir, 'no-hosts') },
+    });
     await assert.rejects(r.lookup('no-such-host.invalid'), isDnsError);
   });
 
