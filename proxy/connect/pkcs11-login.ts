@@ -25,6 +25,32 @@ export type TokenState =
   | { state: 'disabled'; uri: string; reason: string; since: Date }
   | { state: 'ready' | 'unused'; uri: string };
 
+// PKCS#11 2.40: the C_Login answers that say the PIN itself is refused, and the token
+// flags that say it would be.
+const CKR_PIN_INCORRECT = 0xa0;
+const CKR_PIN_INVALID = 0xa1;
+const CKR_PIN_LEN_RANGE = 0xa2;
+const CKR_PIN_EXPIRED = 0xa3;
+const CKR_PIN_LOCKED = 0xa4;
+const CKF_USER_PIN_LOCKED = 0x40000;
+const CKF_USER_PIN_TO_BE_CHANGED = 0x80000;
+
+/** Why a C_Login error disables the token (a retry would burn a PIN try), or undefined. */
+export function loginRefusal(code: number | undefined): string | undefined {
+  if (code === CKR_PIN_INCORRECT || code === CKR_PIN_INVALID || code === CKR_PIN_LEN_RANGE)
+    return 'wrong PIN';
+  if (code === CKR_PIN_LOCKED) return 'the PIN is locked';
+  if (code === CKR_PIN_EXPIRED) return 'the PIN has expired';
+  return undefined;
+}
+
+/** Why a token's flags forbid trying its PIN at all, or undefined. */
+export function flagRefusal(flags: number): string | undefined {
+  if (flags & CKF_USER_PIN_LOCKED) return 'the PIN is locked';
+  if (flags & CKF_USER_PIN_TO_BE_CHANGED) return 'the PIN has expired';
+  return undefined;
+}
+
 /** PINs read from pin-source when the configuration was loaded, by loaded [escaper]. */
 const pins = new WeakMap<EscaperConfig, { pin: string }>();
 const disabled = new Map<string, TokenDisabled>();

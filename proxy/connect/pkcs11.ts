@@ -22,7 +22,9 @@ import {
   disabledLogin,
   disabledMessage,
   disableLogin,
+  flagRefusal,
   loginKey,
+  loginRefusal,
   loginSucceeded,
   rememberedPin,
 } from './pkcs11-login.js';
@@ -34,14 +36,6 @@ export { DEFAULT_PKCS11_MODULE };
 const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 // PKCS#11 return values we explain (pkcs11js reports them as Pkcs11Error.code).
-const CKR_PIN_INCORRECT = 0xa0;
-const CKR_PIN_INVALID = 0xa1;
-const CKR_PIN_LEN_RANGE = 0xa2;
-const CKR_PIN_EXPIRED = 0xa3;
-const CKR_PIN_LOCKED = 0xa4;
-// Token flags (PKCS#11 2.40 CK_TOKEN_INFO).
-const CKF_USER_PIN_LOCKED = 0x40000;
-const CKF_USER_PIN_TO_BE_CHANGED = 0x80000;
 const CKR_USER_ALREADY_LOGGED_IN = 0x100;
 const CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191;
 
@@ -289,15 +283,6 @@ export async function pkcs11TlsOptions(
 /** Logins under way, by login key (concurrent first requests share one). */
 const inflight = new Map<string, Promise<tls.SecureContextOptions>>();
 
-/** Why a login answer disables the token (a retry would burn a PIN try), or undefined. */
-function refusal(code: number | undefined): string | undefined {
-  if (code === CKR_PIN_INCORRECT || code === CKR_PIN_INVALID || code === CKR_PIN_LEN_RANGE)
-    return 'wrong PIN';
-  if (code === CKR_PIN_LOCKED) return 'the PIN is locked';
-  if (code === CKR_PIN_EXPIRED) return 'the PIN has expired';
-  return undefined;
-}
-
 async function openIdentity(
   escaper: EscaperConfig,
   uri: Pkcs11Uri,
@@ -364,14 +349,13 @@ async function openIdentity(
     session = p11.C_OpenSession(token.slot, pkcs11js.CKF_SERIAL_SESSION);
     if (pin !== undefined) {
       // A token that says its PIN is locked or must be changed is not asked at all.
-      const flags = p11.C_GetTokenInfo(token.slot).flags;
-      if (flags & CKF_USER_PIN_LOCKED) throw disable('the PIN is locked');
-      if (flags & CKF_USER_PIN_TO_BE_CHANGED) throw disable('the PIN has expired');
+      const flagged = flagRefusal(p11.C_GetTokenInfo(token.slot).flags);
+      if (flagged) throw disable(flagged);
       try {
         p11.C_Login(session, pkcs11js.CKU_USER, pin);
       } catch (e) {
         const code = codeOf(e);
-        const why = refusal(code);
+        const why = loginRefusal(code);
         if (why) throw disable(why);
         if (code !== CKR_USER_ALREADY_LOGGED_IN)
           throw fail(`login to PKCS#11 token "${token.label}" failed: ${(e as Error).message}`);
