@@ -87,6 +87,16 @@ export interface StatusInfo {
   lastReload: ReloadOutcome | null;
   /** Every configured backend's health, in configuration order. */
   backends?: BackendHealthInfo[];
+  /** The [escaper] PKCS#11 token, when one is configured. */
+  pkcs11?: Pkcs11TokenInfo | null;
+}
+
+export interface Pkcs11TokenInfo {
+  /** The configured URI, PIN redacted. */
+  uri: string;
+  state: 'ready' | 'unused' | 'disabled';
+  reason?: string;
+  since?: Date;
 }
 
 export interface ReloadResult {

@@ -64,6 +64,12 @@ export function formatStatus(s: Obj): string {
     const err = h.last_error ? `\n${h.last_error}` : '';
     rows.push([`backend ${h.name}`, `${healthText(h)}${h.healthy ? '' : err}`]);
   }
+  const p = s.pkcs11 as Obj | null | undefined;
+  if (p) {
+    const state =
+      p.state === 'disabled' ? `DISABLED since ${p.since}\n${p.reason}` : String(p.state);
+    rows.push(['pkcs11 token', `${state}\n${p.uri}`]);
+  }
   return aligned(rows);
 }
 

@@ -182,6 +182,14 @@ export const HANDLERS: Record<string, Handler> = {
           }
         : null,
       backends: (s.backends ?? []).map(healthWire),
+      pkcs11: s.pkcs11
+        ? {
+            uri: s.pkcs11.uri,
+            state: s.pkcs11.state,
+            reason: s.pkcs11.reason ?? null,
+            since: s.pkcs11.since?.toISOString() ?? null,
+          }
+        : null,
     };
   },
 

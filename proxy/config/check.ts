@@ -5,9 +5,16 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, isAbsolute } from 'node:path';
 import type { Diagnostic } from '../../acl-lang/types.js';
 import { engineRestartReason } from '../connect/pkcs11-engine.js';
+import {
+  disabledLogin,
+  disabledMessage,
+  escaperLoginKey,
+  rememberPin,
+} from '../connect/pkcs11-login.js';
+import { parsePkcs11Uri } from '../connect/pkcs11-uri.js';
 import { formatKeyPath, makeDiagnostic, sortDiagnostics } from './errors.js';
 import { configSource } from './load.js';
 import { findSpan, type KeyPath } from './locate.js';
@@ -43,11 +50,15 @@ async function readRegular(at: KeyPath, path: string, report: Report): Promise<B
   }
 }
 
-async function warnIfWorldReadable(at: KeyPath, path: string, report: Report): Promise<void> {
+async function warnIfWorldReadable(
+  at: KeyPath,
+  path: string,
+  report: Report,
+  what = 'is a private key readable by every user (chmod o-r)',
+  mask = 0o004,
+): Promise<void> {
   try {
-    if (((await stat(path)).mode & 0o004) !== 0) {
-      report(at, `"${path}" is a private key readable by every user (chmod o-r)`, 'warning');
-    }
+    if (((await stat(path)).mode & mask) !== 0) report(at, `"${path}" ${what}`, 'warning');
   } catch {
     // Already reported by the read.
   }
@@ -204,6 +215,44 @@ async function auditFile(at: KeyPath, path: string, report: Report): Promise<voi
 }
 
 /**
+ * `[escaper] pkcs11-uri`: a well-formed URI, and its pin-source file read now, once per
+ * load (pkcs11.ts logs in with what was read here, so that a file being rewritten
+ * cannot cost a PIN try between two reloads). A token disabled by a refused login for
+ * these very settings is reported (docs/security.md, "Hardware tokens (PKCS#11)").
+ */
+async function pkcs11Settings(escaper: Config['escaper'], report: Report): Promise<void> {
+  if (escaper.pkcs11Uri === undefined) return;
+  const at = ['escaper', 'pkcs11-uri'];
+  let source: string | undefined;
+  try {
+    source = parsePkcs11Uri(escaper.pkcs11Uri).pinSource;
+  } catch (err) {
+    report(at, (err as Error).message);
+    return;
+  }
+  if (source !== undefined) {
+    const path = source.startsWith('file:') ? source.slice('file:'.length) : source;
+    if (!isAbsolute(path)) {
+      report(at, 'pin-source must be an absolute file path (file:/…)');
+      return;
+    }
+    const bytes = await readRegular(at, path, report);
+    if (!bytes) return;
+    await warnIfWorldReadable(
+      at,
+      path,
+      report,
+      'holds a PIN and is readable by other users (chmod go-r)',
+      0o044,
+    );
+    rememberPin(escaper, bytes.toString('utf8').replace(/\r?\n$/, ''));
+  }
+  const key = escaperLoginKey(escaper);
+  const off = key === undefined ? undefined : disabledLogin(key);
+  if (off) report(at, disabledMessage(off), 'warning');
+}
+
+/**
  * Checks every file `config` refers to, except the ACL files. Returns diagnostics
  * (errors and warnings) positioned on the key that names each file.
  */
@@ -248,6 +297,7 @@ export async function checkConfigFiles(
       report,
     ),
     plainFile(['escaper', 'pkcs11-module'], escaper.pkcs11Module, report),
+    pkcs11Settings(escaper, report),
   ];
   // A reload cannot move the running pkcs11 engine to another module: refuse it rather
   // than keep signing with the old module's key (never true at start or in `check`).

@@ -1,5 +1,6 @@
 // Configuration diagnostics: `FILE:LINE:COLUMN: error: MESSAGE`, the source line and a
 // caret under the key, one per problem (same layout as the ACL checker's).
+import { displayLine, maskSecrets, safeText } from '../../acl-lang/diagnostics.js';
 import type { Diagnostic } from '../../acl-lang/types.js';
 import type { KeyPath, Span } from './locate.js';
 
@@ -48,19 +49,22 @@ export function makeDiagnostic(
     line: s.line,
     column: s.column,
     length: s.length,
-    message,
-    sourceLine: lineOf(source, s.line),
+    // Secrets masked, control characters escaped when printed (acl-lang/diagnostics.ts).
+    message: safeText(message),
+    sourceLine: maskSecrets(lineOf(source, s.line)),
   };
 }
 
 export function formatDiagnostic(d: Diagnostic): string {
-  if (d.line < 1) return `${d.file}: ${d.severity}: ${d.message}`;
-  const head = `${d.file}:${d.line}:${d.column}: ${d.severity}: ${d.message}`;
+  const message = safeText(d.message);
+  if (d.line < 1) return `${d.file}: ${d.severity}: ${message}`;
+  const head = `${d.file}:${d.line}:${d.column}: ${d.severity}: ${message}`;
   if (d.sourceLine === '') return head;
+  const shown = displayLine(d.sourceLine, d.column, d.length);
   // Keep tabs so that the caret lines up whatever the tab width.
-  const pad = d.sourceLine.slice(0, d.column - 1).replace(/[^\t]/g, ' ');
-  const width = Math.max(1, Math.min(d.length, d.sourceLine.length - (d.column - 1)));
-  return [head, `  ${d.sourceLine}`, `  ${pad}${'^'.repeat(width)}`].join('\n');
+  const pad = shown.text.slice(0, shown.column - 1).replace(/[^\t]/g, ' ');
+  const width = Math.max(1, Math.min(shown.length, shown.text.length - (shown.column - 1)));
+  return [head, `  ${shown.text}`, `  ${pad}${'^'.repeat(width)}`].join('\n');
 }
 
 /** Errors first, then warnings; each group in file order. */

@@ -18,6 +18,16 @@ import {
   findEngineFile,
   prepareEngine,
 } from './pkcs11-engine.js';
+import {
+  disabledLogin,
+  disabledMessage,
+  disableLogin,
+  flagRefusal,
+  loginKey,
+  loginRefusal,
+  loginSucceeded,
+  rememberedPin,
+} from './pkcs11-login.js';
 import { encodeAttr, type Pkcs11Uri, parsePkcs11Uri, redactPkcs11Uri } from './pkcs11-uri.js';
 
 export { DEFAULT_PKCS11_MODULE };
@@ -26,9 +36,6 @@ export { DEFAULT_PKCS11_MODULE };
 const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 // PKCS#11 return values we explain (pkcs11js reports them as Pkcs11Error.code).
-const CKR_PIN_INCORRECT = 0xa0;
-const CKR_PIN_LEN_RANGE = 0xa2;
-const CKR_PIN_LOCKED = 0xa4;
 const CKR_USER_ALREADY_LOGGED_IN = 0x100;
 const CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191;
 
@@ -51,9 +58,13 @@ function engineFile(): string {
   return found;
 }
 
-async function readPin(uri: Pkcs11Uri): Promise<string | undefined> {
+async function readPin(escaper: EscaperConfig, uri: Pkcs11Uri): Promise<string | undefined> {
   if (uri.pinValue !== undefined) return uri.pinValue;
   if (uri.pinSource === undefined) return undefined;
+  // Read when the configuration was loaded (check.ts): a file being rewritten must not
+  // cost a login attempt between two reloads.
+  const remembered = rememberedPin(escaper);
+  if (remembered) return remembered.pin;
   const path = uri.pinSource.startsWith('file:')
     ? uri.pinSource.slice('file:'.length)
     : uri.pinSource;
@@ -239,7 +250,10 @@ function engineContext(
  * sign with it through the engine. Errors are ConnectError('internal') with a message
  * that never contains the PIN.
  */
-export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.SecureContextOptions> {
+export async function pkcs11TlsOptions(
+  escaper: EscaperConfig,
+  opts: { cacertFile?: string } = {},
+): Promise<tls.SecureContextOptions> {
   if (!escaper.pkcs11Uri) throw fail('[escaper] pkcs11-uri is not set');
   let uri: Pkcs11Uri;
   try {
@@ -251,12 +265,40 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
   }
   const module = escaper.pkcs11Module ?? uri.modulePath ?? DEFAULT_PKCS11_MODULE;
   const engine = engineFile();
-  const pin = await readPin(uri);
+  const pin = await readPin(escaper, uri);
+  // One login attempt per module + URI + PIN at a time, and none after a refusal.
+  const key = loginKey(module, escaper.pkcs11Uri, pin);
+  const off = disabledLogin(key);
+  if (off) throw fail(disabledMessage(off));
+  let running = inflight.get(key);
+  if (!running) {
+    running = openIdentity(escaper, uri, module, engine, pin, key, opts.cacertFile);
+    inflight.set(key, running);
+    const done = () => inflight.delete(key);
+    running.then(done, done);
+  }
+  return running;
+}
+
+/** Logins under way, by login key (concurrent first requests share one). */
+const inflight = new Map<string, Promise<tls.SecureContextOptions>>();
+
+async function openIdentity(
+  escaper: EscaperConfig,
+  uri: Pkcs11Uri,
+  module: string,
+  engine: string,
+  pin: string | undefined,
+  loginId: string,
+  cacertFile: string | undefined,
+): Promise<tls.SecureContextOptions> {
+  const shownUri = redactPkcs11Uri(escaper.pkcs11Uri as string);
   // The shared context carries the trust anchors too (tls.connect ignores `ca` next to
   // a `secureContext`): [escaper] cacert-file, else the system bundle, else Node's roots.
   // A caller that falls back to [listener] cacert-file passes it as cacertFile.
   let ca: string | undefined;
-  const caFile = escaper.cacertFile ?? (existsSync(SYSTEM_BUNDLE) ? SYSTEM_BUNDLE : undefined);
+  const caFile =
+    cacertFile ?? escaper.cacertFile ?? (existsSync(SYSTEM_BUNDLE) ? SYSTEM_BUNDLE : undefined);
   if (caFile) {
     try {
       ca = await readFile(caFile, 'utf8');
@@ -294,19 +336,31 @@ export async function pkcs11TlsOptions(escaper: EscaperConfig): Promise<tls.Secu
   let found: { options: tls.SecureContextOptions; keyName: string; module: string } | undefined;
   try {
     const token = findToken(p11, uri, module);
+    const disable = (why: string) => {
+      const d = {
+        uri: shownUri,
+        token: token.label,
+        reason: `${why} for PKCS#11 token "${token.label}" (${shownUri})`,
+        since: new Date(),
+      };
+      disableLogin(loginId, d);
+      return fail(disabledMessage(d));
+    };
     session = p11.C_OpenSession(token.slot, pkcs11js.CKF_SERIAL_SESSION);
     if (pin !== undefined) {
+      // A token that says its PIN is locked or must be changed is not asked at all.
+      const flagged = flagRefusal(p11.C_GetTokenInfo(token.slot).flags);
+      if (flagged) throw disable(flagged);
       try {
         p11.C_Login(session, pkcs11js.CKU_USER, pin);
       } catch (e) {
         const code = codeOf(e);
-        if (code === CKR_PIN_INCORRECT || code === CKR_PIN_LEN_RANGE)
-          throw fail(`wrong PIN for PKCS#11 token "${token.label}"`);
-        if (code === CKR_PIN_LOCKED)
-          throw fail(`the PIN of PKCS#11 token "${token.label}" is locked`);
+        const why = loginRefusal(code);
+        if (why) throw disable(why);
         if (code !== CKR_USER_ALREADY_LOGGED_IN)
           throw fail(`login to PKCS#11 token "${token.label}" failed: ${(e as Error).message}`);
       }
+      loginSucceeded(loginId);
     }
 
     const template: pkcs11js.Template = [

@@ -54,9 +54,8 @@ export async function loadTlsIdentity(
     // The engine-backed secure context is built once per process and carries its own
     // trust anchors (tls.connect ignores `ca` beside a secureContext): give it ours,
     // including the [listener] fallback.
-    const hw = await pkcs11TlsOptions(
-      caFile === undefined ? escaper : { ...escaper, cacertFile: caFile },
-    );
+    // The loaded [escaper] itself: its login state and PIN are kept by object.
+    const hw = await pkcs11TlsOptions(escaper, { cacertFile: caFile });
     // The trust anchors stay ours whatever the token module returns.
     Object.assign(options, hw, { ca: options.ca });
     hasClientCertificate = true;

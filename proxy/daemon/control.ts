@@ -13,6 +13,7 @@ import {
 } from '../../rpc/control-api.js';
 import { packageInfo } from '../../rpc/version.js';
 import { formatHostPort, parseHostPort } from '../config/host-port.js';
+import { tokenState } from '../connect/pkcs11-login.js';
 import type { DenialInfo } from '../pipeline/pipeline.js';
 import type { ReloadResult, State } from '../state/state.js';
 import { UnknownBackendError } from '../state/state.js';
@@ -80,6 +81,7 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
         defaultBackend: state.defaultBackend,
         lastReload: last ? { ok: last.ok, at: last.at, diagnostics: last.diagnostics } : null,
         backends: state.backends.health(),
+        pkcs11: tokenState(snap.config.escaper) ?? null,
       };
     },
 
