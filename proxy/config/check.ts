@@ -14,10 +14,10 @@ import {
   escaperLoginKey,
   rememberPin,
 } from '../connect/pkcs11-login.js';
-import { parsePkcs11Uri } from '../connect/pkcs11-uri.js';
 import { formatKeyPath, makeDiagnostic, sortDiagnostics } from './errors.js';
 import { configSource } from './load.js';
 import { findSpan, type KeyPath } from './locate.js';
+import { parsePkcs11Uri } from './pkcs11-uri.js';
 import type { Config } from './types.js';
 
 export interface CheckOptions {

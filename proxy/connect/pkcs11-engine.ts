@@ -15,8 +15,8 @@
 // when the engine is created. A different module needs a new process.
 import { existsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { parsePkcs11Uri } from '../config/pkcs11-uri.js';
 import type { EscaperConfig } from '../config/types.js';
-import { parsePkcs11Uri } from './pkcs11-uri.js';
 
 export const DEFAULT_PKCS11_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 

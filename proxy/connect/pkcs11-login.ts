@@ -7,9 +7,9 @@
 //
 // No native code here: the configuration checks and the control socket read it too.
 import { createHash } from 'node:crypto';
+import { parsePkcs11Uri, redactPkcs11Uri } from '../config/pkcs11-uri.js';
 import type { EscaperConfig } from '../config/types.js';
 import { effectiveModule } from './pkcs11-engine.js';
-import { parsePkcs11Uri, redactPkcs11Uri } from './pkcs11-uri.js';
 
 export interface TokenDisabled {
   /** The configured URI, PIN redacted. */

@@ -9,6 +9,12 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import tls from 'node:tls';
 import pkcs11js from 'pkcs11js';
+import {
+  encodeAttr,
+  type Pkcs11Uri,
+  parsePkcs11Uri,
+  redactPkcs11Uri,
+} from '../config/pkcs11-uri.js';
 import type { EscaperConfig } from '../config/types.js';
 import { ConnectError } from '../types.js';
 import {
@@ -28,7 +34,6 @@ import {
   loginSucceeded,
   rememberedPin,
 } from './pkcs11-login.js';
-import { encodeAttr, type Pkcs11Uri, parsePkcs11Uri, redactPkcs11Uri } from './pkcs11-uri.js';
 
 export { DEFAULT_PKCS11_MODULE };
 

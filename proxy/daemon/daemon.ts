@@ -6,7 +6,9 @@ import { createAuthorizer } from '../../rpc/authorize.js';
 import { bindControlSocket } from '../../rpc/bind.js';
 import { type ControlServer, createControlServer } from '../../rpc/server.js';
 import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
+import { auditRecord } from '../audit/record.js';
 import { ConfigError, formatConfigError, formatHostPort, loadConfig } from '../config/index.js';
+import { disabledMessage, onTokenDisabled } from '../connect/pkcs11-login.js';
 import { installGeoDatabase, openGeoDatabase } from '../context/geoip.js';
 import { createSocketTable } from '../context/socket-table.js';
 import { createProxyListener } from '../listen/listener.js';
@@ -151,6 +153,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }),
   );
   state.onSwap((next) => logging.setLevel(next.config.log.level));
+  // A token whose PIN was refused is disabled (one C_Login, never one per connection):
+  // said once, loudly, in the log and the audit (docs/security.md).
+  const stopTokenNews = onTokenDisabled((d) => {
+    log.error(disabledMessage(d));
+    audit.write(auditRecord('error', { reason: disabledMessage(d) }));
+  });
   // Running out of descriptors is silent otherwise (fd-watch.ts).
   const fdWatch = watchFds(log);
   const warnFdLimit = (maxConnections: number) => {
@@ -302,6 +310,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         notifier.stopping();
         clearInterval(statusTimer);
         fdWatch.stop();
+        stopTokenNews();
         for (const s of servers) s.close();
         for (const s of controlServers) s.close();
         controlSocket?.close();

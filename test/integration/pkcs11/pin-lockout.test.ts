@@ -159,6 +159,12 @@ test('a wrong PIN (pin-value, then pin-source) costs one C_Login, disables the t
       /wrong PIN for PKCS#11 token "dev".*disabled.*not retried until/,
     );
   }
+  // Said once by the daemon itself: one error record and one log line, not one per request.
+  const told = p
+    .records()
+    .filter((r) => r.event === 'error' && /token disabled since/.test(String(r.reason ?? '')));
+  assert.equal(told.length, 1, 'one error record when the token is disabled');
+  assert.equal(p.proc.output().match(/error: .*token disabled since/g)?.length, 1);
   let st = await status();
   assert.equal(st.state, 'disabled');
   assert.match(String(st.reason), /wrong PIN for PKCS#11 token "dev"/);

@@ -1,7 +1,7 @@
 // PKCS#11 URI parsing (RFC 7512): pure, but kept beside the token tests it serves.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { encodeAttr, parsePkcs11Uri, redactPkcs11Uri } from '../../../proxy/connect/pkcs11-uri.js';
+import { encodeAttr, parsePkcs11Uri, redactPkcs11Uri } from '../../../proxy/config/pkcs11-uri.js';
 
 describe('PKCS#11 URI', () => {
   test('unhappy: not a pkcs11 URI, unknown or repeated attributes, both PIN kinds, wrong type', () => {

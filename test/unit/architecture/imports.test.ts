@@ -58,6 +58,7 @@ const PENDING = new Set([
   'proxy/context/request-context.ts -> proxy/connect/resolver.ts',
   'proxy/context/request-context.ts -> proxy/connect/address-order.ts',
   'proxy/config/check.ts -> proxy/connect/pkcs11-engine.ts',
+  'proxy/config/check.ts -> proxy/connect/pkcs11-login.ts',
 ]);
 
 function sourceFiles(dir: string, out: string[] = []): string[] {
