@@ -5,7 +5,8 @@
 // (~10 KiB of RSS per idle relay in that worst case, 15-18 uncapped), and 8 rather than
 // the 2 used before keeps collections rare under load: each set-up allocates ~32 KB,
 // so with 2 MiB a scavenge (~1 ms) landed in one set-up of 45 and made the p99.
-// docs/performance.md, "Sixth pass". `npm start` and the benchmarks pass it too.
+// docs/performance.md, "Why the V8 semi-space is 8 MiB" (the runs: performance-history.md,
+// "Sixth pass"). `npm start` and the benchmarks pass it too.
 import { Command, Option } from 'commander';
 import { registerRpcCommand } from '../../rpc/upstream-cli.js';
 

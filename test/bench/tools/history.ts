@@ -3,7 +3,7 @@
 // bulk downloads (1 stream, then 8 at once, `--rounds` times, as the data-plane
 // benchmark's throughput rounds do), then both set up `--warmup` connections, sit idle
 // `--idle-ms` (as a row does in a full benchmark run while the others warm up) and are
-// measured interleaved. docs/performance.md, "Fourth pass", says why it exists.
+// measured interleaved. docs/performance-history.md, "Fourth pass", says why it exists.
 //
 //   node dist/test/bench/tools/history.js [--rounds=3] [--warmup=5000] [--idle-ms=15000]
 //     [--n=500] [--node-flag=FLAG]…   (flags for both daemons)
