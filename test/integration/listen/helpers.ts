@@ -193,9 +193,10 @@ export class RawClient {
     socket.on('error', () => {});
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+  /** `halfOpen`: the client never sends its FIN unless told to (a peer that lingers). */
+  static connect(port: number, host = '127.0.0.1', halfOpen = false): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host });
+      const s = net.connect({ port, host, allowHalfOpen: halfOpen });
       s.once('connect', () => resolve(new RawClient(s)));
       s.once('error', reject);
     });
