@@ -5,8 +5,8 @@
 // scenario has a proxy of its own, and passes when the proxy's count of open
 // connections is back to 0 within the state's deadline (docs/security.md).
 import assert from 'node:assert/strict';
-import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
+import tls from 'node:tls';
 import { CLOSE_GRACE_MS } from '../../../proxy/listen/http2.js';
 import { createTlsTerminator } from '../../../proxy/listen/tls.js';
 import { makeTestCa, type TestCa } from '../../harness/index.js';
@@ -23,10 +23,10 @@ import {
 } from './h2-frames.js';
 import {
   type EchoServer,
+  ipv4,
   type ProxyUnderTest,
   RawClient,
   socksConnect,
-  ipv4,
   startEcho,
   startProxy,
 } from './helpers.js';
