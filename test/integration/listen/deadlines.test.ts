@@ -197,7 +197,11 @@ describe('HTTP/2: every state has a deadline', { concurrency: true }, () => {
       );
       await waitFor('every refusal', () => clients.every((c) => hasFrame(c.received, HEADERS, 1)));
       for (const c of clients) c.socket.end();
-      return { destroy: () => clients.forEach((c) => c.destroy()) };
+      return {
+        destroy() {
+          for (const c of clients) c.destroy();
+        },
+      };
     }));
 });
 
