@@ -141,13 +141,23 @@ export function createHttp2FrontEnd(
     }
     const { ctx } = st;
     ctx.handshakeDone();
+    // A stream keeps its session open while the pipeline decides and while it is a
+    // tunnel (bounded by the relay's idle-timeout); a refused one no longer does, as
+    // its own close may never come (a stuck peer): the session's deadlines, which end
+    // in destroying the socket, apply from the refusal on.
     st.open++;
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      st.open--;
+      settle(session, st);
+    };
     if (!st.closing) clearTimeout(st.timer);
     let linger: NodeJS.Timeout | undefined;
     stream.once('close', () => {
       clearTimeout(linger);
-      st.open--;
-      settle(session, st);
+      release();
     });
 
     const refuse = (refusal: Refusal) => {
@@ -169,8 +179,12 @@ export function createHttp2FrontEnd(
         stream.destroy();
         return;
       }
-      linger = setTimeout(() => closeStream(stream, NGHTTP2_CANCEL), CLOSE_GRACE_MS);
+      linger = setTimeout(() => {
+        closeStream(stream, NGHTTP2_CANCEL);
+        if (!stream.destroyed) stream.destroy();
+      }, CLOSE_GRACE_MS);
       linger.unref();
+      release();
     };
     if (headers[':method'] !== 'CONNECT' || headers[':protocol'] !== undefined) {
       refuse({
