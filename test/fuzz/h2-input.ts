@@ -74,12 +74,10 @@ const field: fc.Arbitrary<[string, string]> = fc.oneof(
   ),
   fc.tuple(fc.string({ maxLength: 12 }), fc.string({ maxLength: 20 })),
 );
-const connectFields = authority.map(
-  (a): [string, string][] => [
-    [':method', 'CONNECT'],
-    [':authority', a],
-  ],
-);
+const connectFields = authority.map((a): [string, string][] => [
+  [':method', 'CONNECT'],
+  [':authority', a],
+]);
 /** A header block: literal fields, or a few raw HPACK bytes (indexed, table size updates, garbage). */
 const block = fc.oneof(
   { weight: 4, arbitrary: connectFields.map(headerBlock) },
@@ -151,7 +149,12 @@ export const h2Frame: FrameSpec = fc.oneof(
         const cut = b.length === 0 ? 0 : at % b.length;
         return Buffer.concat([
           frame(HEADERS, 0, s, b.subarray(0, cut)),
-          frame(CONTINUATION, endHeaders ? END_HEADERS : 0, otherStream ? s + 2 : s, b.subarray(cut)),
+          frame(
+            CONTINUATION,
+            endHeaders ? END_HEADERS : 0,
+            otherStream ? s + 2 : s,
+            b.subarray(cut),
+          ),
         ]);
       }),
   },

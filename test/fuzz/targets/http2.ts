@@ -2,8 +2,9 @@
 // listener and HTTP/2 front-end over in-memory connections, with a pipeline that
 // accepts, denies or refuses at random delays, as the real one may. Tunnels it accepts
 // echo and are closed after a short life, standing for the relay's idle-timeout.
-import { setImmediate as tick } from 'node:timers/promises';
+
 import type { Socket } from 'node:net';
+import { setImmediate as tick } from 'node:timers/promises';
 import { CLOSE_GRACE_MS } from '../../../proxy/listen/http2.js';
 import { createProxyListener } from '../../../proxy/listen/listener.js';
 import type { Pipeline, ProxyRequest } from '../../../proxy/types.js';
