@@ -23,7 +23,12 @@ export function addDeadline(ms: number, onExpire: () => void): () => void {
         for (const [fn, at] of pending) {
           if (now < at) continue;
           pending.delete(fn);
-          fn();
+          // One connection's failure must not end the process, nor skip the others' deadlines.
+          try {
+            fn();
+          } catch (err) {
+            process.emitWarning(`deadline callback failed: ${(err as Error)?.stack ?? err}`);
+          }
         }
         if (pending.size === 0) {
           clearInterval(timer);

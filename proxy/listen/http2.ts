@@ -2,9 +2,16 @@
 // detected socket. Each CONNECT stream (`:method CONNECT`, `:authority host:port`) is
 // one tunnel: `:status 200` and the stream itself is the client side of the relay.
 // Other methods are answered 400: plain requests over HTTP/2 are not proxied (yet).
+//
+// A session's frames are parsed in one go per read, so a stream can be created and its
+// session destroyed (GOAWAY, a protocol error) before its handler runs, or reset before
+// it is answered: every object gets its 'error' listener first, and nothing is written
+// to a stream or session without checking it is still there. Deadlines for every state
+// are in docs/security.md ("HTTP/2").
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Refusal } from '../types.js';
+import { LINGER_MS } from './close.js';
 import type { FrontEndContext, HandshakeLimits } from './frontend.js';
 import { refusalAnswer } from './http-refusal.js';
 import { parseAuthority } from './target.js';
@@ -15,12 +22,28 @@ export interface Http2FrontEnd {
   close(): void;
   /** handshake-timeout changed by a reload. */
   setTimeout(ms: number): void;
+  /** Sessions open now (for tests and leak checks). */
+  readonly sessions: number;
 }
+
+/**
+ * How long a closing session may take to deliver what it has queued (GOAWAY sent, or the
+ * client's FIN received) before its socket is destroyed; also how long a refused stream
+ * may stay open after its answer.
+ */
+export const CLOSE_GRACE_MS = LINGER_MS;
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 interface SessionState {
   ctx: FrontEndContext;
+  socket: Socket;
+  /** Streams not closed yet. */
   open: number;
-  idle?: NodeJS.Timeout;
+  /** The idle deadline, then the close grace (one at a time). */
+  timer?: NodeJS.Timeout;
+  /** The close grace is running: nothing re-arms a longer deadline. */
+  closing: boolean;
 }
 
 export function createHttp2FrontEnd(
@@ -29,7 +52,7 @@ export function createHttp2FrontEnd(
 ): Http2FrontEnd {
   let idleMs = handshakeTimeoutMs;
   const sessions = new Map<http2.ServerHttp2Session, SessionState>();
-  let adopting: FrontEndContext | undefined;
+  let adopting: { socket: Socket; ctx: FrontEndContext } | undefined;
   const server = http2.createServer({
     maxHeaderListPairs: limits.maxHeaderCount,
     maxSessionMemory: 10,
@@ -42,48 +65,106 @@ export function createHttp2FrontEnd(
       initialWindowSize: 8 * 1024 * 1024,
     },
   });
+  // Without a listener these are dropped; with one, a bug in it would be the server's.
+  server.on('sessionError', ignore);
+
+  const destroy = (session: http2.ServerHttp2Session, st: SessionState) => {
+    clearTimeout(st.timer);
+    // A gracefully closed session only ends its socket (FIN) and waits for the peer's:
+    // the socket itself is destroyed so that a silent peer cannot hold it.
+    session.destroy();
+    st.socket.destroy();
+  };
+
+  /** GOAWAY now; the socket is destroyed after the grace whatever the streams do. */
+  const closeWithGrace = (session: http2.ServerHttp2Session, st: SessionState) => {
+    if (st.closing) return;
+    st.closing = true;
+    clearTimeout(st.timer);
+    st.timer = setTimeout(() => destroy(session, st), CLOSE_GRACE_MS);
+    st.timer.unref();
+    session.close();
+  };
+
+  /** After a stream closed: a session with none left is closed after the idle deadline. */
+  const settle = (session: http2.ServerHttp2Session, st: SessionState) => {
+    if (session.destroyed || st.closing) return;
+    if (session.closed) {
+      // Closing at the client's request (GOAWAY): done once its last stream is.
+      if (st.open === 0) closeWithGrace(session, st);
+      return;
+    }
+    if (st.open > 0) return;
+    clearTimeout(st.timer);
+    // As an idle HTTP/1.1 keep-alive connection is.
+    st.timer = setTimeout(() => closeWithGrace(session, st), idleMs);
+    st.timer.unref();
+  };
 
   // The server creates the session synchronously inside emit('connection').
   server.on('session', (session) => {
-    const ctx = adopting;
-    if (ctx === undefined) {
+    session.on('error', ignore);
+    const adopted = adopting;
+    if (adopted === undefined) {
       session.destroy();
       return;
     }
-    const st: SessionState = { ctx, open: 0 };
+    const st: SessionState = { ctx: adopted.ctx, socket: adopted.socket, open: 0, closing: false };
     sessions.set(session, st);
-    session.once('connect', () => session.setLocalWindowSize(32 * 1024 * 1024));
-    session.on('error', () => {});
+    // Emitted a tick later: the session may be gone by then (frames already buffered).
+    session.once('connect', () => {
+      if (session.destroyed || session.closed) return;
+      try {
+        session.setLocalWindowSize(32 * 1024 * 1024);
+      } catch {
+        // the session went away in between
+      }
+    });
+    // The client's GOAWAY: node closes the session (NO_ERROR) or destroys it.
+    session.on('goaway', () => settle(session, st));
+    // A FIN from the client (allowHalfOpen): no frame can follow, not even a
+    // WINDOW_UPDATE: what is queued gets the grace, then the socket goes.
+    adopted.socket.once('end', () => {
+      if (!session.destroyed) closeWithGrace(session, st);
+    });
     session.once('close', () => {
-      clearTimeout(st.idle);
+      clearTimeout(st.timer);
       sessions.delete(session);
     });
   });
 
   server.on('stream', (stream, headers) => {
-    const st = sessions.get(stream.session as http2.ServerHttp2Session);
-    if (st === undefined) {
-      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    // First: the session may already be destroyed, and the stream's 'error' with it.
+    stream.on('error', ignore);
+    const session = stream.session as http2.ServerHttp2Session | undefined;
+    const st = session === undefined ? undefined : sessions.get(session);
+    if (session === undefined || st === undefined || session.destroyed) {
+      closeStream(stream, NGHTTP2_REFUSED_STREAM);
       return;
     }
     const { ctx } = st;
     ctx.handshakeDone();
+    // A stream keeps its session open while the pipeline decides and while it is a
+    // tunnel (bounded by the relay's idle-timeout); a refused one no longer does, as
+    // its own close may never come (a stuck peer): the session's deadlines, which end
+    // in destroying the socket, apply from the refusal on.
     st.open++;
-    clearTimeout(st.idle);
-    stream.on('error', () => {});
-    stream.once('close', () => {
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
       st.open--;
-      // A connection with no stream left is closed after the handshake timeout, as an
-      // idle HTTP/1.1 keep-alive connection is.
-      if (st.open === 0 && !stream.session?.destroyed) {
-        const session = stream.session;
-        st.idle = setTimeout(() => session?.close(), idleMs);
-        st.idle.unref();
-      }
+      settle(session, st);
+    };
+    if (!st.closing) clearTimeout(st.timer);
+    let linger: NodeJS.Timeout | undefined;
+    stream.once('close', () => {
+      clearTimeout(linger);
+      release();
     });
 
     const refuse = (refusal: Refusal) => {
-      if (stream.destroyed || stream.headersSent) {
+      if (!answerable(stream)) {
         stream.destroy();
         return;
       }
@@ -91,19 +172,35 @@ export function createHttp2FrontEnd(
       const fields: http2.OutgoingHttpHeaders = { ':status': answer.status };
       for (const [name, value] of Object.entries(answer.headers))
         fields[name.toLowerCase()] = value;
-      stream.respond(fields);
-      stream.end(answer.body);
+      try {
+        stream.respond(fields);
+        // The client's side of the stream stays open until it ends or resets it: once
+        // the answer is out, reset it (NO_ERROR, RFC 9113 §8.1), and at the latest
+        // after the grace (a client whose window stays shut), so that none holds it.
+        stream.end(answer.body, () => closeStream(stream, NGHTTP2_NO_ERROR));
+      } catch {
+        stream.destroy();
+        return;
+      }
+      linger = setTimeout(() => {
+        closeStream(stream, NGHTTP2_CANCEL);
+        if (!stream.destroyed) stream.destroy();
+      }, CLOSE_GRACE_MS);
+      linger.unref();
+      release();
+    };
+    // Refused before the pipeline saw it: audited as malformed (rate-limited).
+    const bad = (message: string) => {
+      ctx.reportMalformed('http2', message);
+      refuse({ reason: 'bad-request', message });
     };
     if (headers[':method'] !== 'CONNECT' || headers[':protocol'] !== undefined) {
-      refuse({
-        reason: 'bad-request',
-        message: 'only CONNECT is proxied over HTTP/2 (use HTTP/1.1 for plain http:// requests)',
-      });
+      bad('only CONNECT is proxied over HTTP/2 (use HTTP/1.1 for plain http:// requests)');
       return;
     }
     const target = parseAuthority(headers[':authority'] ?? '', 443);
     if (target === null) {
-      refuse({ reason: 'bad-request', message: 'CONNECT needs an :authority of host:port' });
+      bad('CONNECT needs an :authority of host:port');
       return;
     }
     runTunnel(
@@ -111,6 +208,8 @@ export function createHttp2FrontEnd(
       { target, protocol: 'http', cmd: 'connect', client: ctx.client, cert: ctx.cert },
       {
         accept() {
+          // The pipeline closes its exit when this throws (client gone before the reply).
+          if (!answerable(stream)) throw new Error('HTTP/2 stream closed before the reply');
           stream.respond({ ':status': 200 });
           return stream;
         },
@@ -121,7 +220,7 @@ export function createHttp2FrontEnd(
 
   return {
     serve(socket, ctx) {
-      adopting = ctx;
+      adopting = { socket, ctx };
       try {
         server.emit('connection', socket);
       } finally {
@@ -129,11 +228,44 @@ export function createHttp2FrontEnd(
       }
     },
     close() {
-      for (const session of sessions.keys()) session.destroy();
+      for (const [session, st] of sessions) destroy(session, st);
       sessions.clear();
     },
     setTimeout(ms) {
       idleMs = ms;
     },
+    get sessions() {
+      return sessions.size;
+    },
   };
 }
+
+/**
+ * Can headers still be sent on this stream? A reset or a destroyed session says no; a
+ * session closing at the client's GOAWAY still answers the streams it had opened.
+ */
+function answerable(stream: http2.ServerHttp2Stream): boolean {
+  const session = stream.session;
+  return (
+    !stream.destroyed &&
+    !stream.closed &&
+    !stream.headersSent &&
+    session !== undefined &&
+    !session.destroyed
+  );
+}
+
+function closeStream(stream: http2.ServerHttp2Stream, code: number): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.session === undefined || stream.session.destroyed) {
+    stream.destroy();
+    return;
+  }
+  try {
+    stream.close(code);
+  } catch {
+    stream.destroy();
+  }
+}
+
+function ignore() {}

@@ -228,7 +228,12 @@ function watchIdle(r: RelayImpl, timeoutMs: number) {
           x.lastTotal = total;
           x.idleSince = now;
         } else if (now - x.idleSince >= timeoutMs) {
-          x.abort('idle_timeout');
+          // One relay's failure must not end the process nor spare the others.
+          try {
+            x.abort('idle_timeout');
+          } catch (err) {
+            process.emitWarning(`relay idle abort failed: ${(err as Error)?.stack ?? err}`);
+          }
         }
       }
     }, step);

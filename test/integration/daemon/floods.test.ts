@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync } from 'node:fs';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -171,6 +172,22 @@ test('malformed requests are audited: client, protocol, reason; a flood is summa
     (r) => r.protocol === 'http' && /^malformed request/.test(String(r.reason)),
   );
   assert.match(String(http.reason), /name the destination/);
+
+  // HTTP/2: a GET (only CONNECT is proxied) is refused 400 and audited.
+  const h2 = http2.connect(`http://127.0.0.1:${p.port}`);
+  h2.on('error', () => {});
+  const status = await new Promise((resolve) => {
+    const req = h2.request({ ':method': 'GET', ':path': '/' });
+    req.on('response', (h) => resolve(h[':status']));
+    req.on('error', () => resolve('error'));
+    req.resume();
+  });
+  h2.destroy();
+  assert.equal(status, 400);
+  const h2Record = await p.waitRecord(
+    (r) => r.protocol === 'http2' && /^malformed request/.test(String(r.reason)),
+  );
+  assert.match(String(h2Record.reason), /only CONNECT is proxied over HTTP\/2/);
 
   for (let i = 0; i < 40; i++) await exchange(p.port, Buffer.from('\x00\x01garbage\r\n\r\n'));
   await sleep(200);

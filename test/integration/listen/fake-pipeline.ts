@@ -3,6 +3,7 @@
 // alone. (End-to-end tests with the real pipeline belong to the daemon's suite.)
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type {
   AssociationHandle,
   DatagramSession,
@@ -60,10 +61,14 @@ export class FakePipeline implements Pipeline {
       req.reject({ reason: 'refused', message: (err as Error).message });
       return;
     }
-    const client = req.accept({
-      address: upstream.localAddress ?? '',
-      port: upstream.localPort ?? 0,
-    });
+    let client: Duplex;
+    try {
+      client = req.accept({ address: upstream.localAddress ?? '', port: upstream.localPort ?? 0 });
+    } catch {
+      // As the real pipeline: the client went away before the reply.
+      upstream.destroy();
+      return;
+    }
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());

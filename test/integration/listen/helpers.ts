@@ -35,7 +35,8 @@ export async function startProxy(
     pipeline,
   });
   const host = opts.host ?? '127.0.0.1';
-  const server = net.createServer((s) => listener.handleSocket(s));
+  // As the daemon's: a client's FIN ends only its direction (proxy/daemon/daemon.ts).
+  const server = net.createServer({ allowHalfOpen: true }, (s) => listener.handleSocket(s));
   await new Promise<void>((r) => server.listen(0, host, r));
   const port = (server.address() as net.AddressInfo).port;
   return {
@@ -192,9 +193,10 @@ export class RawClient {
     socket.on('error', () => {});
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+  /** `halfOpen`: the client never sends its FIN unless told to (a peer that lingers). */
+  static connect(port: number, host = '127.0.0.1', halfOpen = false): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host });
+      const s = net.connect({ port, host, allowHalfOpen: halfOpen });
       s.once('connect', () => resolve(new RawClient(s)));
       s.once('error', reject);
     });

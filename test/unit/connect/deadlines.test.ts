@@ -32,6 +32,24 @@ test('a cancelled deadline never fires; the others of its group still do', async
   assert.deepEqual(fired, ['b']);
 });
 
+test('a deadline whose callback throws: the others of its group still fire, nothing is uncaught', async () => {
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown) => uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  try {
+    const fired: string[] = [];
+    addDeadline(70, () => {
+      throw new Error('a bug in one connection');
+    });
+    addDeadline(70, () => fired.push('after'));
+    await sleep(200);
+    assert.deepEqual(fired, ['after']);
+    assert.deepEqual(uncaught, []);
+  } finally {
+    process.removeListener('uncaughtException', onUncaught);
+  }
+});
+
 test('the same callback registered twice fires twice, each cancellable on its own', async () => {
   let n = 0;
   const f = () => n++;
