@@ -391,17 +391,22 @@ function hostKeysOf(e: HExpr, regexIds: ReadonlyMap<string, number> | null): Hos
       for (const i of e.items) {
         const k = hostKeysOf(i, regexIds);
         if (!k) return null;
-        all.exact.push(...k.exact);
-        all.withApex.push(...k.withApex);
-        all.subOnly.push(...k.subOnly);
-        all.big.push(...k.big);
-        all.regex.push(...k.regex);
+        // A loop, not push(...k.exact): a spread of 100,000 names overflows the stack.
+        append(all.exact, k.exact);
+        append(all.withApex, k.withApex);
+        append(all.subOnly, k.subOnly);
+        append(all.big, k.big);
+        append(all.regex, k.regex);
       }
       return all;
     }
     case 'not':
       return null;
   }
+}
+
+function append<T>(to: T[], from: readonly T[]): void {
+  for (const x of from) to.push(x);
 }
 
 function weight(k: HostKeys): number {
