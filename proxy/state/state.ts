@@ -7,8 +7,9 @@
 import type { AuditWriter, Log } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
 import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
+import { loadAclOffThread } from './acl-load.js';
 import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
-import { buildSnapshot, type Snapshot } from './snapshot.js';
+import { type AclLoader, buildSnapshot, type Snapshot } from './snapshot.js';
 import { type AclWatcher, createAclWatcher } from './watch.js';
 
 export type ReloadTrigger = 'signal' | 'watch' | 'rpc' | 'start';
@@ -52,6 +53,8 @@ export interface State {
   setDefaultBackend(id: string | null): void;
   /** Serialized: a reload asked for during another one runs after it (files may have changed since). */
   reload(trigger: ReloadTrigger): Promise<ReloadResult>;
+  /** Records a reload that failed around reload() (the caller caught `err`). */
+  reloadFailed(trigger: ReloadTrigger, err: unknown): ReloadResult;
   readonly lastReload: ReloadResult | null;
   onSwap(listener: SwapListener): void;
   /** Starts watch-acl if the configuration asks for it (default true). */
@@ -65,6 +68,8 @@ export interface StateOptions {
   audit: AuditWriter;
   /** Quiet period before a watch-triggered reload (default 500 ms). */
   watchDebounceMs?: number;
+  /** How long a reload's ACL worker may take (default ACL_LOAD_TIMEOUT_MS). */
+  aclLoadTimeoutMs?: number;
 }
 
 export async function createState(opts: StateOptions): Promise<State> {
@@ -109,25 +114,35 @@ export async function createState(opts: StateOptions): Promise<State> {
     watcher.setFiles(files);
   }
 
+  /** A reload that changed nothing: logged, audited, and what status shows. */
+  function failed(trigger: ReloadTrigger, text: string, files: readonly string[] = []) {
+    lastReload = { ok: false, diagnostics: text, at: new Date(), trigger };
+    watchedExtra = files;
+    log.error(`reload failed, the previous rules stay in force:\n${text}`);
+    audit.write(
+      auditRecord('reload', {
+        reason: `reload failed, previous rules kept: ${firstLine(text)}`,
+        result: 'failed',
+        trigger,
+        acl_hash: snap.aclHash,
+        diagnostics: text,
+      }),
+    );
+    syncWatcher();
+    return lastReload;
+  }
+
+  // Reloads parse, check and compile the ACLs off the event loop (acl-load.ts).
+  const loadAcl: AclLoader = (path, o) =>
+    loadAclOffThread(path, { ...o, timeoutMs: opts.aclLoadTimeoutMs });
+
   async function doReload(trigger: ReloadTrigger): Promise<ReloadResult> {
-    const res = await buildSnapshot(opts.configPath, snap.generation + 1, { lenientAcl: false });
+    const res = await buildSnapshot(opts.configPath, snap.generation + 1, {
+      lenientAcl: false,
+      loadAcl,
+    });
     const at = new Date();
-    if (!res.ok) {
-      lastReload = { ok: false, diagnostics: res.text, at, trigger };
-      watchedExtra = res.files;
-      log.error(`reload failed, the previous rules stay in force:\n${res.text}`);
-      audit.write(
-        auditRecord('reload', {
-          reason: `reload failed, previous rules kept: ${firstLine(res.text)}`,
-          result: 'failed',
-          trigger,
-          acl_hash: snap.aclHash,
-          diagnostics: res.text,
-        }),
-      );
-      syncWatcher();
-      return lastReload;
-    }
+    if (!res.ok) return failed(trigger, res.text, res.files);
     const prev = snap;
     const next = res.snapshot;
     // A default backend set at run time survives a reload, unless the configuration's
@@ -181,9 +196,16 @@ export async function createState(opts: StateOptions): Promise<State> {
       defaultBackend = id;
     },
     reload(trigger) {
-      const p = chain.then(() => doReload(trigger));
+      // Whatever goes wrong is a failed reload, never a rejection: SIGHUP and watch-acl
+      // have no one to report to but the log and status (docs/security.md).
+      const p = chain.then(() =>
+        doReload(trigger).catch((err: unknown) => failed(trigger, unexpected(err))),
+      );
       chain = p.catch(() => undefined);
       return p;
+    },
+    reloadFailed(trigger, err) {
+      return failed(trigger, unexpected(err));
     },
     get lastReload() {
       return lastReload;
@@ -202,6 +224,11 @@ export async function createState(opts: StateOptions): Promise<State> {
     },
   };
   return api;
+}
+
+function unexpected(err: unknown): string {
+  const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return `internal error during the reload: ${what}`;
 }
 
 function firstLine(text: string): string {
