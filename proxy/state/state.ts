@@ -51,7 +51,10 @@ export interface State {
   readonly backends: BackendRegistry;
   /** Null unsets. Throws UnknownBackendError for a name not configured. */
   setDefaultBackend(id: string | null): void;
-  /** Serialized: a reload asked for during another one runs after it (files may have changed since). */
+  /**
+   * Serialized: a reload asked for during another one runs after it (files may have
+   * changed since); requests made while one waits share it. Never rejects.
+   */
   reload(trigger: ReloadTrigger): Promise<ReloadResult>;
   /** Records a reload that failed around reload() (the caller caught `err`). */
   reloadFailed(trigger: ReloadTrigger, err: unknown): ReloadResult;
@@ -84,7 +87,6 @@ export async function createState(opts: StateOptions): Promise<State> {
   const listeners: SwapListener[] = [];
   let watcher: AclWatcher | null = null;
   let watchedExtra: readonly string[] = [];
-  let chain: Promise<unknown> = Promise.resolve();
   let closed = false;
 
   for (const d of first.warnings) log.warn(formatDiagnostics([d]));
@@ -183,6 +185,25 @@ export async function createState(opts: StateOptions): Promise<State> {
     return lastReload;
   }
 
+  let running: Promise<ReloadResult> | null = null;
+  let queued: Promise<ReloadResult> | null = null;
+  function run(trigger: ReloadTrigger): Promise<ReloadResult> {
+    // Whatever goes wrong is a failed reload, never a rejection: SIGHUP and watch-acl
+    // have no one to report to but the log and status (docs/security.md).
+    const p = doReload(trigger)
+      .catch((err: unknown) => failed(trigger, unexpected(err)))
+      .catch((err: unknown) => {
+        // Even the failure's own log or audit record failed: still an answer.
+        return { ok: false, diagnostics: unexpected(err), at: new Date(), trigger };
+      });
+    running = p;
+    const clear = () => {
+      if (running === p) running = null;
+    };
+    p.then(clear, clear);
+    return p;
+  }
+
   const api: State = {
     current: () => snap,
     get defaultBackend() {
@@ -196,13 +217,17 @@ export async function createState(opts: StateOptions): Promise<State> {
       defaultBackend = id;
     },
     reload(trigger) {
-      // Whatever goes wrong is a failed reload, never a rejection: SIGHUP and watch-acl
-      // have no one to report to but the log and status (docs/security.md).
-      const p = chain.then(() =>
-        doReload(trigger).catch((err: unknown) => failed(trigger, unexpected(err))),
-      );
-      chain = p.catch(() => undefined);
-      return p;
+      // One reload runs at a time and at most one waits: a request made while one waits
+      // joins it (it has not read the files yet, so it serves both). A storm of SIGHUPs
+      // costs two reloads, not a backlog (docs/security.md "ACL files and reloads").
+      if (queued) return queued;
+      if (!running) return run(trigger);
+      const q = running.then(() => {
+        queued = null;
+        return run(trigger);
+      });
+      queued = q;
+      return q;
     },
     reloadFailed(trigger, err) {
       return failed(trigger, unexpected(err));

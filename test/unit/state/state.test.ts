@@ -258,3 +258,24 @@ test('an unexpected exception during a reload is a failed reload, never a reject
   assert.equal(state.reloadFailed('signal', new Error('reopen: EACCES')).ok, false);
   assert.match(state.lastReload?.diagnostics ?? '', /reopen: EACCES/);
 });
+
+test('reloads asked for while one waits share it: at most one runs and one waits', async () => {
+  const { cfg } = files('policy a { action allow }\n');
+  const { state, records } = await start(cfg);
+  const g = state.current().generation;
+  const asked = [
+    state.reload('rpc'),
+    state.reload('signal'),
+    state.reload('watch'),
+    state.reload('rpc'),
+  ];
+  const [a, b, c, d] = await Promise.all(asked);
+  assert.ok(a.ok && b.ok);
+  assert.equal(b, c);
+  assert.equal(c, d);
+  assert.equal(state.current().generation, g + 2);
+  assert.equal(records.of('reload').length, 2);
+  // Once idle, a request runs at once again.
+  assert.ok((await state.reload('rpc')).ok);
+  assert.equal(state.current().generation, g + 3);
+});
