@@ -97,15 +97,16 @@ export function findTooDeep(text: string): { offset: number; length: number }[] 
           (text.charCodeAt(j) === 46 && isWordChar(text.charCodeAt(j + 1))))
       )
         j++;
-      const word = text.slice(i, j);
-      if (word === 'not') {
+      // Compared in place: slicing every word of a 13 MB file doubles the scan's time.
+      const len = j - i;
+      if (len === 3 && text.startsWith('not', i)) {
         nots[nots.length - 1]++;
         deeper(i, 3);
       } else {
         depth -= nots[nots.length - 1];
         nots[nots.length - 1] = 0;
       }
-      afterFile = word === 'file';
+      afterFile = len === 4 && text.startsWith('file', i);
       i = j - 1;
       continue;
     }
