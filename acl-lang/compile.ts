@@ -391,17 +391,22 @@ function hostKeysOf(e: HExpr, regexIds: ReadonlyMap<string, number> | null): Hos
       for (const i of e.items) {
         const k = hostKeysOf(i, regexIds);
         if (!k) return null;
-        all.exact.push(...k.exact);
-        all.withApex.push(...k.withApex);
-        all.subOnly.push(...k.subOnly);
-        all.big.push(...k.big);
-        all.regex.push(...k.regex);
+        // A loop, not push(...k.exact): a spread of 100,000 names overflows the stack.
+        append(all.exact, k.exact);
+        append(all.withApex, k.withApex);
+        append(all.subOnly, k.subOnly);
+        append(all.big, k.big);
+        append(all.regex, k.regex);
       }
       return all;
     }
     case 'not':
       return null;
   }
+}
+
+function append<T>(to: T[], from: readonly T[]): void {
+  for (const x of from) to.push(x);
 }
 
 function weight(k: HostKeys): number {
@@ -429,27 +434,37 @@ export class HostIndex {
   private readonly byRegex = new Map<number, number[]>();
   /** Every block keyed by a regex, for when the regex set cannot say which matched. */
   private readonly regexKeyed: number[] = [];
-  readonly count: number;
+  private n = 0;
 
   /** `regexIds`: host regex source → its index in the ACL's regex set (null: no set). */
   constructor(
-    whens: readonly (HExpr | undefined)[],
+    whens: readonly (HExpr | undefined)[] = [],
     regexIds: ReadonlyMap<string, number> | null = null,
   ) {
-    this.count = whens.length;
-    whens.forEach((w, index) => {
-      const keys = w ? hostKeysOf(w, regexIds) : null;
-      if (!keys) {
-        this.always.push(index);
-        return;
-      }
-      for (const set of keys.big) this.big.push({ set, index });
-      for (const h of keys.exact) push(this.exact, h, index);
-      for (const h of keys.withApex) push(this.withApex, h, index);
-      for (const h of keys.subOnly) push(this.subOnly, h, index);
-      for (const r of keys.regex) push(this.byRegex, r, index);
-      if (keys.regex.length) this.regexKeyed.push(index);
-    });
+    for (const w of whens) this.add(w, regexIds);
+  }
+
+  get count(): number {
+    return this.n;
+  }
+
+  /**
+   * Indexes the next block (blocks are added in file order). A block keyed by a regex
+   * stays a candidate whenever the ACL's regex set cannot say which regexes matched.
+   */
+  add(when: HExpr | undefined, regexIds: ReadonlyMap<string, number> | null): void {
+    const index = this.n++;
+    const keys = when ? hostKeysOf(when, regexIds) : null;
+    if (!keys) {
+      this.always.push(index);
+      return;
+    }
+    for (const set of keys.big) this.big.push({ set, index });
+    for (const h of keys.exact) push(this.exact, h, index);
+    for (const h of keys.withApex) push(this.withApex, h, index);
+    for (const h of keys.subOnly) push(this.subOnly, h, index);
+    for (const r of keys.regex) push(this.byRegex, r, index);
+    if (keys.regex.length) this.regexKeyed.push(index);
   }
 
   /**
@@ -505,44 +520,70 @@ function push<K>(m: Map<K, number[]>, k: K, v: number): void {
 
 // ---- whole ACL --------------------------------------------------------------------
 
+/**
+ * Compiles an ACL block by block, so that a caller may spread a large ACL over several
+ * turns of the event loop (docs/operations.md "Reloads"): policies first, then routes,
+ * each in file order, then finish().
+ */
+export class AclCompiler {
+  private readonly st: CompileState = { hostRegexes: new Map() };
+  private readonly policies: CompiledPolicy[] = [];
+  private readonly routes: CompiledRoute[] = [];
+  // Blocks keyed by a host regex are indexed by its id even if the regex set later
+  // cannot be built: the index then falls back to every regex-keyed block.
+  private readonly policyIndex = new HostIndex();
+  private readonly routeIndex = new HostIndex();
+
+  addPolicy(p: HPolicy): void {
+    if (this.routes.length) throw new Error('AclCompiler: policies come before routes');
+    this.policies.push({
+      ...p,
+      index: this.policies.length,
+      whenFn: p.when ? compileExpr(p.when.expr, this.st) : null,
+      requireFn: p.require ? compileExpr(p.require.expr, this.st) : null,
+    });
+    this.policyIndex.add(p.when?.expr, this.st.hostRegexes);
+  }
+
+  addRoute(r: HRoute): void {
+    this.routes.push({
+      ...r,
+      index: this.routes.length,
+      whenFn: r.when ? compileExpr(r.when.expr, this.st) : null,
+    });
+    this.routeIndex.add(r.when?.expr, this.st.hostRegexes);
+  }
+
+  finish(
+    file: string,
+    hash: string,
+    files: readonly string[],
+    attributes: ReadonlySet<string>,
+  ): CompiledAcl {
+    return Object.freeze({
+      file,
+      hash,
+      attributes,
+      policies: this.policies,
+      routes: this.routes,
+      policyIndex: this.policyIndex,
+      routeIndex: this.routeIndex,
+      hostRegexes: hostRegexSet([...this.st.hostRegexes.keys()]),
+      files,
+    });
+  }
+}
+
 export function compileHir(
   hir: Hir,
   file: string,
   hash: string,
   files: readonly string[],
 ): CompiledAcl {
-  const st: CompileState = { hostRegexes: new Map() };
-  const policies = hir.policies.map((p, index) => ({
-    ...p,
-    index,
-    whenFn: p.when ? compileExpr(p.when.expr, st) : null,
-    requireFn: p.require ? compileExpr(p.require.expr, st) : null,
-  }));
-  const routes = hir.routes.map((r, index) => ({
-    ...r,
-    index,
-    whenFn: r.when ? compileExpr(r.when.expr, st) : null,
-  }));
-  const hostRegexes = hostRegexSet([...st.hostRegexes.keys()]);
-  // Host regexes index blocks only when they could be compiled into one set.
-  const regexIds = hostRegexes ? st.hostRegexes : null;
-  return Object.freeze({
-    file,
-    hash,
-    attributes: hir.attributes,
-    policies,
-    routes,
-    policyIndex: new HostIndex(
-      hir.policies.map((p) => p.when?.expr),
-      regexIds,
-    ),
-    routeIndex: new HostIndex(
-      hir.routes.map((r) => r.when?.expr),
-      regexIds,
-    ),
-    hostRegexes,
-    files,
-  });
+  const c = new AclCompiler();
+  for (const p of hir.policies) c.addPolicy(p);
+  for (const r of hir.routes) c.addRoute(r);
+  return c.finish(file, hash, files, hir.attributes);
 }
 
 function hostRegexSet(sources: string[]): RE2Set | null {

@@ -8,6 +8,7 @@ import { KNOWN_ATTRIBUTES } from './attributes.js';
 import { checkAcl, listFilesOf } from './checker.js';
 import { type CompiledAcl, compileHir } from './compile.js';
 import { makeDiagnostic } from './diagnostics.js';
+import type { Hir } from './hir.js';
 import { type ListEntry, parseListFile } from './lists.js';
 import { type ParseResult, parseAcl } from './parse.js';
 import type { AttrType, Diagnostic } from './types.js';
@@ -42,12 +43,17 @@ function attributeTable(extra?: ReadonlyMap<string, AttrType>): ReadonlyMap<stri
   return new Map([...KNOWN_ATTRIBUTES, ...extra]);
 }
 
-/** Parses, checks and compiles ACL source text. Pure given `lists`. */
-export function compileAclSource(
-  source: string,
-  file: string,
-  opts: SourceOptions = {},
-): LoadResult {
+/** The checked form of an ACL: the HIR (null on any error) and what it was built from. */
+export interface CheckedAcl {
+  hir: Hir | null;
+  diagnostics: Diagnostic[];
+  files: string[];
+  /** sha256 of the ACL source (hex). */
+  hash: string;
+}
+
+/** Parses and checks ACL source text. Pure given `lists`. */
+export function checkAclSource(source: string, file: string, opts: SourceOptions = {}): CheckedAcl {
   const baseDir = opts.baseDir ?? dirname(resolve(file));
   const parsed = opts.parsed ?? parseAcl(source, file);
   const lists = opts.lists ?? new Map();
@@ -60,13 +66,30 @@ export function compileAclSource(
   });
   const diagnostics = [...parsed.diagnostics, ...checked.diagnostics];
   const files = [file, ...lists.keys()];
-  if (parsed.diagnostics.length > 0 || !checked.hir) return { acl: null, diagnostics, files };
   const hash = createHash('sha256').update(source).digest('hex');
-  return { acl: compileHir(checked.hir, file, hash, files), diagnostics, files };
+  const hir = parsed.diagnostics.length > 0 ? null : checked.hir;
+  return { hir, diagnostics, files, hash };
 }
 
-/** Reads and compiles an ACL file and every list file it refers to. */
-export async function loadAclFile(path: string, opts: LoadOptions = {}): Promise<LoadResult> {
+function compiled(c: CheckedAcl, file: string): LoadResult {
+  const { hir, diagnostics, files } = c;
+  return { acl: hir ? compileHir(hir, file, c.hash, files) : null, diagnostics, files };
+}
+
+/** Parses, checks and compiles ACL source text. Pure given `lists`. */
+export function compileAclSource(
+  source: string,
+  file: string,
+  opts: SourceOptions = {},
+): LoadResult {
+  return compiled(checkAclSource(source, file, opts), file);
+}
+
+/**
+ * Reads, parses and checks an ACL file and every list file it refers to. Everything but
+ * the compilation into closures, so it can run in a worker thread (proxy/state/).
+ */
+export async function checkAclFile(path: string, opts: LoadOptions = {}): Promise<CheckedAcl> {
   const file = resolve(path);
   let source: string;
   try {
@@ -79,7 +102,7 @@ export async function loadAclFile(path: string, opts: LoadOptions = {}): Promise
       { line: 1, column: 1, length: 1 },
       `cannot read ACL file: ${(err as Error).message}`,
     );
-    return { acl: null, diagnostics: [d], files: [file] };
+    return { hir: null, diagnostics: [d], files: [file], hash: '' };
   }
   const baseDir = dirname(file);
   // The list files are only known after parsing; a parse of a broken file still
@@ -95,11 +118,16 @@ export async function loadAclFile(path: string, opts: LoadOptions = {}): Promise
       }
     }),
   );
-  return compileAclSource(source, path, {
+  return checkAclSource(source, path, {
     ...opts,
     baseDir,
     lists,
     parsed,
     fileExists: existsSync,
   });
+}
+
+/** Reads and compiles an ACL file and every list file it refers to. */
+export async function loadAclFile(path: string, opts: LoadOptions = {}): Promise<LoadResult> {
+  return compiled(await checkAclFile(path, opts), path);
 }

@@ -1,7 +1,7 @@
 // Source text → AST, with syntax errors as diagnostics. After a syntax error the
 // parser resumes at the next block keyword, so one run reports every broken block.
 import type { AclFile, Block } from './ast.js';
-import { makeDiagnostic } from './diagnostics.js';
+import { LineIndex, makeDiagnostic } from './diagnostics.js';
 import { SyntaxError as PeggySyntaxError, parse as peggyParse } from './grammar.generated.js';
 import type { Diagnostic } from './types.js';
 
@@ -11,6 +11,109 @@ export interface ParseResult {
 }
 
 const MAX_SYNTAX_ERRORS = 20;
+
+/**
+ * How deep parentheses and `not` may nest (docs/acl.md "Nesting limit"). The generated
+ * parser recurses a few frames per level and the checker, compiler and evaluator once
+ * per level: bounding it here bounds every later pass. Far beyond what a person writes.
+ */
+export const MAX_NESTING = 64;
+
+const TOO_DEEP = `expression nested too deeply (more than ${MAX_NESTING} levels of parentheses and \`not\`)`;
+
+const isWordChar = (c: number) =>
+  (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+
+/**
+ * Where parentheses and `not` first nest deeper than MAX_NESTING, once per region between
+ * braces (a block's `{`, a clause's `{ … }`), skipping strings and comments. Linear, no
+ * recursion: it runs before the parser so that the parser never sees such a nest.
+ * A level is an open `(` (not the one of `file(…)`) or a `not` whose operand is still
+ * open; the `not`s of a level end with its next word (an attribute, `and`, `or`) or `)`.
+ */
+export function findTooDeep(text: string): { offset: number; length: number }[] {
+  const found: { offset: number; length: number }[] = [];
+  /** Pending `not`s per open parenthesis level (index 0: outside any). */
+  let nots: number[] = [0];
+  /** Whether each open level counts (the parenthesis of `file(` does not). */
+  let counted: boolean[] = [false];
+  let depth = 0;
+  let afterFile = false;
+  let reported = false;
+  const deeper = (offset: number, length: number) => {
+    if (++depth > MAX_NESTING && !reported) {
+      found.push({ offset, length });
+      reported = true;
+    }
+  };
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 32 || c === 9 || c === 10 || c === 13) continue;
+    if (c === 35 /* # */) {
+      const nl = text.indexOf('\n', i);
+      i = nl < 0 ? n : nl;
+      continue;
+    }
+    if (c === 34 /* " */) {
+      // A string ends at its closing quote or, unterminated, at the end of its line.
+      let j = i + 1;
+      while (j < n && text.charCodeAt(j) !== 34 && text.charCodeAt(j) !== 10) j++;
+      i = j;
+      afterFile = false;
+      continue;
+    }
+    if (c === 123 /* { */ || c === 125 /* } */) {
+      nots = [0];
+      counted = [false];
+      depth = 0;
+      reported = false;
+      afterFile = false;
+      continue;
+    }
+    if (c === 40 /* ( */) {
+      const counts = !afterFile;
+      nots.push(0);
+      counted.push(counts);
+      if (counts) deeper(i, 1);
+      afterFile = false;
+      continue;
+    }
+    if (c === 41 /* ) */) {
+      if (nots.length > 1) {
+        depth -= (nots.pop() as number) + (counted.pop() ? 1 : 0);
+        // The `not`s before this parenthesis applied to it: they end with it.
+        depth -= nots[nots.length - 1];
+        nots[nots.length - 1] = 0;
+      }
+      afterFile = false;
+      continue;
+    }
+    if (isWordChar(c)) {
+      let j = i + 1;
+      while (
+        j < n &&
+        (isWordChar(text.charCodeAt(j)) ||
+          (text.charCodeAt(j) === 46 && isWordChar(text.charCodeAt(j + 1))))
+      )
+        j++;
+      // Compared in place: slicing every word of a 13 MB file doubles the scan's time.
+      const len = j - i;
+      if (len === 3 && text.startsWith('not', i)) {
+        nots[nots.length - 1]++;
+        deeper(i, 3);
+      } else {
+        depth -= nots[nots.length - 1];
+        nots[nots.length - 1] = 0;
+      }
+      afterFile = len === 4 && text.startsWith('file', i);
+      i = j - 1;
+      continue;
+    }
+    afterFile = false;
+  }
+  return found;
+}
 
 interface Expectation {
   type: string;
@@ -77,9 +180,50 @@ function blank(source: string, start: number, end: number): string {
   );
 }
 
+/**
+ * Reports every block nested past MAX_NESTING and blanks it, so that the parser never
+ * recurses that deep. Block bounds come from the block keywords, as for syntax errors;
+ * a rescan catches a nest those bounds missed (the rest of the file is then dropped).
+ */
+function dropTooDeep(source: string, file: string, diagnostics: Diagnostic[]): string {
+  let text = source;
+  let lines: LineIndex | undefined;
+  for (let round = 0; ; round++) {
+    const found = findTooDeep(text);
+    if (found.length === 0) return text;
+    lines ??= new LineIndex(source);
+    const starts = blockStarts(text);
+    const cuts: [number, number][] = [];
+    for (const f of found) {
+      // The last block keyword at or before the nest (binary search: starts is sorted).
+      let lo = -1;
+      for (let hi = starts.length - 1; lo < hi; ) {
+        const mid = (lo + hi + 1) >> 1;
+        if (starts[mid] <= f.offset) lo = mid;
+        else hi = mid - 1;
+      }
+      const blockStart = lo < 0 ? 0 : starts[lo];
+      if (cuts.length && cuts[cuts.length - 1][0] === blockStart) continue;
+      const next = round < 2 && lo + 1 < starts.length ? starts[lo + 1] : text.length;
+      cuts.push([blockStart, next]);
+      const at = { ...lines.position(f.offset), length: f.length };
+      diagnostics.push(makeDiagnostic('error', file, source, at, TOO_DEEP));
+      if (next === text.length) break;
+    }
+    const parts: string[] = [];
+    let from = 0;
+    for (const [start, end] of cuts) {
+      parts.push(text.slice(from, start), text.slice(start, end).replace(/[^\n]/g, ' '));
+      from = end;
+    }
+    parts.push(text.slice(from));
+    text = parts.join('');
+  }
+}
+
 export function parseAcl(source: string, file: string): ParseResult {
   const diagnostics: Diagnostic[] = [];
-  let text = source;
+  let text = dropTooDeep(source, file, diagnostics);
   for (let attempt = 0; attempt <= MAX_SYNTAX_ERRORS; attempt++) {
     try {
       const ast = peggyParse(text, { grammarSource: file }) as AclFile;

@@ -70,6 +70,12 @@ export function parseIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   }
 }
 
+export interface CidrParts {
+  v4: ReadonlyMap<number, Set<string>>;
+  v6: ReadonlyMap<number, Set<string>>;
+  size: number;
+}
+
 /**
  * CIDR set: one hash set per distinct prefix length, so a lookup costs one masked
  * hash lookup per prefix length present (at most 33 for IPv4, 129 for IPv6).
@@ -78,6 +84,19 @@ export class CidrSet {
   private readonly v4 = new Map<number, Set<string>>();
   private readonly v6 = new Map<number, Set<string>>();
   size = 0;
+
+  /** The prefix tables, as plain data (to rebuild the set in another thread). */
+  toParts(): CidrParts {
+    return { v4: this.v4, v6: this.v6, size: this.size };
+  }
+
+  static fromParts(parts: CidrParts): CidrSet {
+    const set = new CidrSet();
+    for (const [k, v] of parts.v4) set.v4.set(k, v);
+    for (const [k, v] of parts.v6) set.v6.set(k, v);
+    set.size = parts.size;
+    return set;
+  }
 
   add(entry: string): boolean {
     const t = entry.trim();

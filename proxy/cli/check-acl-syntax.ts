@@ -24,7 +24,16 @@ export async function runCheckAclSyntax(
       throw err;
     }
   }
-  const result = await loadAclFile(aclFile, { backends });
+  let result: Awaited<ReturnType<typeof loadAclFile>>;
+  try {
+    result = await loadAclFile(aclFile, { backends });
+  } catch (err) {
+    // A bug, not a diagnostic: still one line and exit 1, never a stack trace.
+    const message = `cannot check: internal error: ${(err as Error).message ?? err}`;
+    if (opts.json) console.log(JSON.stringify({ valid: false, file: aclFile, error: message }));
+    else console.error(`${aclFile}: error: ${message}`);
+    return 1;
+  }
   const errors = result.diagnostics.filter((d) => d.severity === 'error');
   const valid = errors.length === 0;
   if (opts.json) {

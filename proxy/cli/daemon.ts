@@ -33,7 +33,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   return new Promise<number>((resolve) => {
     const onHup = () => {
       log.info('SIGHUP: reloading');
-      void daemon.reload('signal');
+      // A failed reload is logged and shown by status; whatever escapes it (reopening
+      // the logs) is one too, never an unhandled rejection that would end the daemon.
+      daemon.reload('signal').catch((err: unknown) => daemon.state.reloadFailed('signal', err));
     };
     let stop: ReturnType<typeof daemon.stop> | null = null;
     const onStop = (signal: NodeJS.Signals) => {

@@ -59,7 +59,13 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
     },
 
     async reload() {
-      const r = await deps.reload();
+      let r: ReloadResult;
+      try {
+        r = await deps.reload();
+      } catch (err) {
+        // Not an InternalError without a word: a failed reload, with what failed.
+        r = state.reloadFailed('rpc', err);
+      }
       return { ok: r.ok, diagnostics: r.diagnostics, ...(r.aclHash ? { aclHash: r.aclHash } : {}) };
     },
 

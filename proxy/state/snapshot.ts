@@ -3,7 +3,12 @@
 // file read, checked and compiled) before anyone sees it, so a bad file can never leave
 // the daemon half-reloaded (ARCHITECTURE.md "State").
 import type { Diagnostic } from '../../acl-lang/index.js';
-import { type CompiledAcl, loadAclFile } from '../../acl-lang/index.js';
+import {
+  type CompiledAcl,
+  type LoadOptions,
+  type LoadResult,
+  loadAclFile,
+} from '../../acl-lang/index.js';
 import {
   type BackendConfig,
   type Config,
@@ -54,6 +59,9 @@ export type BuildResult =
       configError: boolean;
     };
 
+/** How an ACL file becomes a CompiledAcl: loadAclFile, or off the event loop (acl-load.ts). */
+export type AclLoader = (path: string, opts: LoadOptions) => Promise<LoadResult>;
+
 /** The attributes the ACL checker may trust (providers' ones over the language's). */
 export const ACL_ATTRIBUTES = PROVIDED_ATTRIBUTES;
 
@@ -69,12 +77,13 @@ export function backendMap(config: Config): ReadonlyMap<string, BackendConfig> {
 /**
  * Reads the configuration, checks the files it names, loads both ACLs. `lenientAcl`
  * (start): an ACL that cannot be loaded leaves `acl` null instead of failing, since the
- * daemon must serve — denying everything — until a reload succeeds (SPEC 2).
+ * daemon must serve — denying everything — until a reload succeeds (SPEC 2). `loadAcl`:
+ * a reload passes the worker-thread loader so that the event loop stays free.
  */
 export async function buildSnapshot(
   configPath: string,
   generation: number,
-  opts: { lenientAcl: boolean },
+  opts: { lenientAcl: boolean; loadAcl?: AclLoader },
 ): Promise<BuildResult> {
   let config: Config;
   try {
@@ -98,7 +107,7 @@ export async function buildSnapshot(
   const load = (path: string | undefined) =>
     path === undefined
       ? Promise.resolve(null)
-      : loadAclFile(path, { backends, attributes: ACL_ATTRIBUTES });
+      : (opts.loadAcl ?? loadAclFile)(path, { backends, attributes: ACL_ATTRIBUTES });
   const [filter, explain] = await Promise.all([
     load(config.filterAclRulesPath),
     load(config.explainAclRulesPath),

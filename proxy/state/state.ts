@@ -8,8 +8,9 @@ import type { AuditWriter, Log } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
 import { keysNeedingRestart } from '../config/restart-keys.js';
 import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
+import { loadAclOffThread } from './acl-load.js';
 import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
-import { buildSnapshot, type Snapshot } from './snapshot.js';
+import { type AclLoader, buildSnapshot, type Snapshot } from './snapshot.js';
 import { type AclWatcher, createAclWatcher } from './watch.js';
 
 export type ReloadTrigger = 'signal' | 'watch' | 'rpc' | 'start';
@@ -51,8 +52,13 @@ export interface State {
   readonly backends: BackendRegistry;
   /** Null unsets. Throws UnknownBackendError for a name not configured. */
   setDefaultBackend(id: string | null): void;
-  /** Serialized: a reload asked for during another one runs after it (files may have changed since). */
+  /**
+   * Serialized: a reload asked for during another one runs after it (files may have
+   * changed since); requests made while one waits share it. Never rejects.
+   */
   reload(trigger: ReloadTrigger): Promise<ReloadResult>;
+  /** Records a reload that failed around reload() (the caller caught `err`). */
+  reloadFailed(trigger: ReloadTrigger, err: unknown): ReloadResult;
   readonly lastReload: ReloadResult | null;
   onSwap(listener: SwapListener): void;
   /** Starts watch-acl if the configuration asks for it (default true). */
@@ -66,6 +72,8 @@ export interface StateOptions {
   audit: AuditWriter;
   /** Quiet period before a watch-triggered reload (default 500 ms). */
   watchDebounceMs?: number;
+  /** How long a reload's ACL worker may take (default ACL_LOAD_TIMEOUT_MS). */
+  aclLoadTimeoutMs?: number;
 }
 
 export async function createState(opts: StateOptions): Promise<State> {
@@ -80,7 +88,6 @@ export async function createState(opts: StateOptions): Promise<State> {
   const listeners: SwapListener[] = [];
   let watcher: AclWatcher | null = null;
   let watchedExtra: readonly string[] = [];
-  let chain: Promise<unknown> = Promise.resolve();
   let closed = false;
 
   for (const d of first.warnings) log.warn(formatDiagnostics([d]));
@@ -110,29 +117,41 @@ export async function createState(opts: StateOptions): Promise<State> {
     watcher.setFiles(files);
   }
 
+  /** A reload that changed nothing: logged, audited, and what status shows. */
+  function failed(trigger: ReloadTrigger, text: string, files: readonly string[] = []) {
+    lastReload = { ok: false, diagnostics: text, at: new Date(), trigger };
+    watchedExtra = files;
+    log.error(`reload failed, the previous rules stay in force:\n${text}`);
+    audit.write(
+      auditRecord('reload', {
+        reason: `reload failed, previous rules kept: ${firstLine(text)}`,
+        result: 'failed',
+        trigger,
+        acl_hash: snap.aclHash,
+        diagnostics: text,
+      }),
+    );
+    syncWatcher();
+    return lastReload;
+  }
+
+  // Reloads parse, check and compile the ACLs off the event loop (acl-load.ts).
+  const loadAcl: AclLoader = (path, o) =>
+    loadAclOffThread(path, { ...o, timeoutMs: opts.aclLoadTimeoutMs });
+
   async function doReload(trigger: ReloadTrigger): Promise<ReloadResult> {
-    const res = await buildSnapshot(opts.configPath, snap.generation + 1, { lenientAcl: false });
+    const res = await buildSnapshot(opts.configPath, snap.generation + 1, {
+      lenientAcl: false,
+      loadAcl,
+    });
     const at = new Date();
-    const restart = res.ok ? keysNeedingRestart(snap.config, res.snapshot.config) : [];
-    if (!res.ok || restart.length > 0) {
-      const text = res.ok
-        ? `${opts.configPath}: a reload cannot apply ${restart.join(', ')}; restart portail to change ${restart.length > 1 ? 'them' : 'it'} (nothing was changed)`
-        : res.text;
-      lastReload = { ok: false, diagnostics: text, at, trigger };
-      watchedExtra = res.ok ? [] : res.files;
-      log.error(`reload failed, the previous rules stay in force:\n${text}`);
-      audit.write(
-        auditRecord('reload', {
-          reason: `reload failed, previous rules kept: ${firstLine(text)}`,
-          result: 'failed',
-          trigger,
-          acl_hash: snap.aclHash,
-          diagnostics: text,
-        }),
+    if (!res.ok) return failed(trigger, res.text, res.files);
+    const restart = keysNeedingRestart(snap.config, res.snapshot.config);
+    if (restart.length > 0)
+      return failed(
+        trigger,
+        `${opts.configPath}: a reload cannot apply ${restart.join(', ')}; restart portail to change ${restart.length > 1 ? 'them' : 'it'} (nothing was changed)`,
       );
-      syncWatcher();
-      return lastReload;
-    }
     const prev = snap;
     const next = res.snapshot;
     // A default backend set at run time survives a reload, unless the configuration's
@@ -173,6 +192,25 @@ export async function createState(opts: StateOptions): Promise<State> {
     return lastReload;
   }
 
+  let running: Promise<ReloadResult> | null = null;
+  let queued: Promise<ReloadResult> | null = null;
+  function run(trigger: ReloadTrigger): Promise<ReloadResult> {
+    // Whatever goes wrong is a failed reload, never a rejection: SIGHUP and watch-acl
+    // have no one to report to but the log and status (docs/security.md).
+    const p = doReload(trigger)
+      .catch((err: unknown) => failed(trigger, unexpected(err)))
+      .catch((err: unknown) => {
+        // Even the failure's own log or audit record failed: still an answer.
+        return { ok: false, diagnostics: unexpected(err), at: new Date(), trigger };
+      });
+    running = p;
+    const clear = () => {
+      if (running === p) running = null;
+    };
+    p.then(clear, clear);
+    return p;
+  }
+
   const api: State = {
     current: () => snap,
     get defaultBackend() {
@@ -186,9 +224,20 @@ export async function createState(opts: StateOptions): Promise<State> {
       defaultBackend = id;
     },
     reload(trigger) {
-      const p = chain.then(() => doReload(trigger));
-      chain = p.catch(() => undefined);
-      return p;
+      // One reload runs at a time and at most one waits: a request made while one waits
+      // joins it (it has not read the files yet, so it serves both). A storm of SIGHUPs
+      // costs two reloads, not a backlog (docs/security.md "ACL files and reloads").
+      if (queued) return queued;
+      if (!running) return run(trigger);
+      const q = running.then(() => {
+        queued = null;
+        return run(trigger);
+      });
+      queued = q;
+      return q;
+    },
+    reloadFailed(trigger, err) {
+      return failed(trigger, unexpected(err));
     },
     get lastReload() {
       return lastReload;
@@ -207,6 +256,11 @@ export async function createState(opts: StateOptions): Promise<State> {
     },
   };
   return api;
+}
+
+function unexpected(err: unknown): string {
+  const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return `internal error during the reload: ${what}`;
 }
 
 function firstLine(text: string): string {

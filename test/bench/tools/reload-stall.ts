@@ -1,14 +1,16 @@
 // Not a benchmark run by scripts/bench.mjs (sub-folder): what a reload costs the
 // connections that are open. Opens N relays through a daemon with a 1,000-policy ACL,
-// keeps one more relay busy with a ping every millisecond, changes the ACL and sends
-// SIGHUP, then prints how long the reload took (until its audit record) and the
-// longest a ping waited meanwhile (the event loop's stall, as a user feels it).
+// keeps one more relay busy with a ping every millisecond, replaces the ACL by one of
+// --policies=P policies (default 1,000; 150,000 ≈ 13 MB) and sends SIGHUP, then prints
+// how long the reload took (until its audit record) and the longest a ping waited
+// meanwhile (the event loop's stall, as a user feels it).
 //
-//   node dist/test/bench/tools/reload-stall.js [N…]     (default 10 3000 9000)
+//   node dist/test/bench/tools/reload-stall.js [--policies=P] [N…]  (default 10 3000 9000)
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { sleep, stopAll } from '../../harness/index.js';
+import { numberOption } from '../lib/args.js';
 import { startPortailDaemon, writeBenchConfig } from '../lib/daemons.js';
 import { socksConnect } from '../lib/socks5-client.js';
 
@@ -25,7 +27,7 @@ function acl(n: number, first = 'p0'): string {
   return `${out.join('\n')}\n`;
 }
 
-async function once(n: number): Promise<string> {
+async function once(n: number, policies: number): Promise<string> {
   const held: net.Socket[] = [];
   const echo = net.createServer((s) => {
     s.on('error', () => {});
@@ -60,7 +62,7 @@ async function once(n: number): Promise<string> {
     await sleep(500);
     const from = waits.length;
     const dir = dirname(config);
-    writeFileSync(join(dir, 'filter.acl'), acl(1000, 'p0_changed'));
+    writeFileSync(join(dir, 'filter.acl'), acl(policies, 'p0_changed'));
     const audit = join(dir, 'audit.jsonl');
     const t0 = performance.now();
     process.kill(d.started.pid, 'SIGHUP');
@@ -80,11 +82,14 @@ async function once(n: number): Promise<string> {
 }
 
 async function main() {
-  const sizes = process.argv.slice(2).map(Number);
+  const args = process.argv.slice(2);
+  const policies = numberOption(args, 'policies', 1000);
+  const sizes = args.filter((a) => !a.startsWith('--')).map(Number);
+  const mb = (Buffer.byteLength(acl(policies)) / 1e6).toFixed(1);
   console.log(
-    'reload (SIGHUP, 1,000-policy ACL changed) with open relays; one relay pinged every ms',
+    `reload (SIGHUP, 1,000-policy ACL replaced by ${policies.toLocaleString('en')} policies, ${mb} MB) with open relays; one relay pinged every ms`,
   );
-  for (const n of sizes.length ? sizes : [10, 3000, 9000]) console.log(await once(n));
+  for (const n of sizes.length ? sizes : [10, 3000, 9000]) console.log(await once(n, policies));
 }
 
 main()

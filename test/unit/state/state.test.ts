@@ -218,3 +218,64 @@ test('default backend: configured, set, unset, unknown; survives a reload', asyn
   assert.equal(state.defaultBackend, 'par02');
   state.close(); // the new configuration turned watch-acl on (its default)
 });
+
+test('a reload whose ACL worker overruns fails with the reason; the previous rules stay', async () => {
+  const { aclPath, cfg } = files('policy a { action allow }\n');
+  const records = new Records();
+  const log = new Lines();
+  const state = await createState({ configPath: cfg, log, audit: records, aclLoadTimeoutMs: 1 });
+  const before = state.current();
+  tmp.write(aclPath.split('/').pop() as string, 'policy b { action deny }\n');
+  const res = await state.reload('signal');
+  assert.equal(res.ok, false);
+  assert.match(res.diagnostics, /s\d+\.acl: error: the ACL loader did not finish within 0\.001 s/);
+  assert.equal(state.current(), before);
+  assert.equal(state.lastReload?.ok, false);
+  assert.equal(records.of('reload')[0].result, 'failed');
+});
+
+test('an unexpected exception during a reload is a failed reload, never a rejection', async () => {
+  const { aclPath, cfg } = files('policy a { action allow }\n');
+  const records = new Records();
+  const log = new Lines();
+  const state = await createState({ configPath: cfg, log, audit: records });
+  tmp.write(aclPath.split('/').pop() as string, 'policy b { action deny }\n');
+  // The success path's own log line throws (a stand-in for any bug past the build).
+  log.info = () => {
+    throw new TypeError('boom');
+  };
+  const res = await state.reload('watch');
+  assert.equal(res.ok, false);
+  assert.match(res.diagnostics, /internal error during the reload: TypeError: boom/);
+  assert.equal(state.lastReload?.ok, false);
+  assert.ok(log.lines.some((l) => /^error: reload failed.*\n.*TypeError: boom/.test(l)));
+  const r = records.of('reload').at(-1);
+  assert.equal(r?.result, 'failed');
+  // The chain goes on: the next reload runs.
+  log.info = () => {};
+  assert.equal((await state.reload('rpc')).ok, true);
+  // And so does reloadFailed, for what fails around reload() (daemon's SIGHUP, rpc).
+  assert.equal(state.reloadFailed('signal', new Error('reopen: EACCES')).ok, false);
+  assert.match(state.lastReload?.diagnostics ?? '', /reopen: EACCES/);
+});
+
+test('reloads asked for while one waits share it: at most one runs and one waits', async () => {
+  const { cfg } = files('policy a { action allow }\n');
+  const { state, records } = await start(cfg);
+  const g = state.current().generation;
+  const asked = [
+    state.reload('rpc'),
+    state.reload('signal'),
+    state.reload('watch'),
+    state.reload('rpc'),
+  ];
+  const [a, b, c, d] = await Promise.all(asked);
+  assert.ok(a.ok && b.ok);
+  assert.equal(b, c);
+  assert.equal(c, d);
+  assert.equal(state.current().generation, g + 2);
+  assert.equal(records.of('reload').length, 2);
+  // Once idle, a request runs at once again.
+  assert.ok((await state.reload('rpc')).ok);
+  assert.equal(state.current().generation, g + 3);
+});
