@@ -1,5 +1,5 @@
 // Protocol-neutral types shared by front-ends, the pipeline, context providers and
-// connectors (ARCHITECTURE.md: "the one path every connection takes").
+// connectors (docs/reference/architecture.md, "The one path every connection takes").
 import type { Duplex } from 'node:stream';
 
 /** Destination as the client asked for it. `host` is normalised (acl-lang normalizeHost) or an IP literal. */
@@ -20,7 +20,7 @@ export interface ClientFacts {
   auth: 'none' | 'tls';
 }
 
-/** `proxy.protocol` / `proxy.cmd` as upstream names them (SPEC 5.5). */
+/** `proxy.protocol` / `proxy.cmd` as upstream names them (docs/acl.md, "Attributes"). */
 export type ProxyProtocol = 'socks5' | 'http';
 export type ProxyCommand = 'tcp_connect' | 'udp_associate' | 'connect' | 'forward';
 
@@ -32,7 +32,10 @@ export interface HttpFacts {
   query: string;
 }
 
-/** Why a request was refused, mapped by each front-end to its wire answer (SPEC 4). */
+/**
+ * Why a request was refused, mapped by each front-end to its wire answer
+ * (docs/reference/wire.md, "Refusal reasons").
+ */
 export type RejectReason =
   | 'denied' // ACL deny: SOCKS 0x02, HTTP 403
   | 'dns' // name resolution failed: 0x04, 502

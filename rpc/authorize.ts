@@ -1,9 +1,10 @@
-// Who may call what on the control socket (SPEC 7), from the caller's peer
-// credentials: root may do everything; members of [rpc] trusted-groups may reload and
-// set/unset the default backend; members of [rpc] admin-groups may do that too and
-// update dynamic backends; anyone may read. Membership is by primary or supplementary
-// group, as the kernel sees the calling process (/proc/PID/status), or — when that
-// process cannot be inspected — as the account databases list the user.
+// Who may call what on the control socket (docs/reference/control.md, "Authorization"),
+// from the caller's peer credentials: root may do everything; members of [rpc]
+// trusted-groups may reload and set/unset the default backend; members of [rpc]
+// admin-groups may do that too and update dynamic backends; anyone may read. Membership is
+// by primary or supplementary group, as the kernel sees the calling process
+// (/proc/PID/status), or — when that process cannot be inspected — as the account databases
+// list the user.
 
 import { type Accounts, createAccounts, type GroupEntry } from './unix-accounts.js';
 import type { VarlinkCall } from './varlink-codec.js';
@@ -104,8 +105,8 @@ export interface AuthorizerOptions {
 }
 
 /**
- * The authorization of SPEC 7. `groups` may be a function so that a reload of the
- * configuration takes effect for the next call.
+ * The authorization of docs/reference/control.md, "Authorization". `groups` may be a
+ * function so that a reload of the configuration takes effect for the next call.
  */
 export function createAuthorizer(
   groups: RpcGroups | (() => RpcGroups),

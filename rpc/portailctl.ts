@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// portailctl: talks to a running daemon's control socket (SPEC 2, 7).
+// portailctl: talks to a running daemon's control socket (docs/reference/control.md, "portailctl").
 // Exit codes: 0 success, 1 refused or failed (message on stderr), 2 usage error,
 // 3 daemon unreachable.
 import { Command, CommanderError } from 'commander';

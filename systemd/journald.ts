@@ -68,7 +68,10 @@ export function encodeJournalEntry(fields: JournalFields): Buffer {
   return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
 }
 
-/** `bytes_up` → `PORTAIL_BYTES_UP`: SPEC's journald naming of the audit fields. */
+/**
+ * `bytes_up` → `PORTAIL_BYTES_UP`: the journald naming of the audit fields
+ * (docs/reference/audit.md, "In the journal").
+ */
 export function journalFieldName(key: string, prefix = 'PORTAIL_'): string {
   const cacheKey = `${prefix}\0${key}`;
   let name = fieldNames.get(cacheKey);

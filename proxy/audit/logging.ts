@@ -1,4 +1,4 @@
-// Where audit records and diagnostics go (SPEC 2 log presets, SPEC 3 `[log]`):
+// Where audit records and diagnostics go (docs/reference/audit.md, "Destinations"):
 // - development: diagnostics as human lines on stderr; audit likewise unless `[log] audit`;
 // - container: one JSON object per line on stdout, audit and diagnostics alike;
 // - systemd: journald's native protocol (PORTAIL_* fields, MESSAGE, PRIORITY).

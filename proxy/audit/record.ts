@@ -1,6 +1,6 @@
-// Audit records (SPEC 6): every field at top level, the same keys in every record (null
-// when not applicable or not known), so that a reviewer's query never has to guess.
-// Built only from the explicit fields below: no request header, token, key or
+// Audit records (docs/reference/audit.md, "Fields"): every field at top level, the same
+// keys in every record (null when not applicable or not known), so that a reviewer's query
+// never has to guess. Built only from the explicit fields below: no request header, token, key or
 // password can reach the log by accident.
 import type { ActionKind } from '../../acl-lang/types.js';
 
@@ -52,7 +52,7 @@ export const EMPTY_FIELDS = {
   eval_us: null,
 } as const;
 
-/** A record with every SPEC field, null unless given. */
+/** A record with every field of docs/reference/audit.md, null unless given. */
 export function auditRecord(event: AuditEvent, fields: Partial<AuditRecord> = {}): AuditRecord {
   return { event, ...EMPTY_FIELDS, tags: [], ...fields };
 }

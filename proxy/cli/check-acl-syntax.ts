@@ -1,4 +1,5 @@
-// `portail check-acl-syntax [--config FILE] [--json] ACL_FILE` (SPEC 2): exit 0 when
+// `portail check-acl-syntax [--config FILE] [--json] ACL_FILE`
+// (docs/reference/commands.md, "portail check-acl-syntax"): exit 0 when
 // valid (warnings are printed), 1 with every diagnostic otherwise.
 
 import type { Diagnostic } from '../../acl-lang/index.js';

@@ -1,6 +1,7 @@
-// `portail check [--config FILE] [--json]` (SPEC 2): the configuration, every file it
-// names (certificates, keys, known-hosts, GeoIP database) and both ACLs with their list
-// files. Exit 0 when valid (warnings are printed), 1 with every diagnostic otherwise.
+// `portail check [--config FILE] [--json]` (docs/reference/commands.md, "portail check"):
+// the configuration, every file it names (certificates, keys, known-hosts, GeoIP database)
+// and both ACLs with their list files. Exit 0 when valid (warnings are printed), 1 with
+// every diagnostic otherwise.
 import { type Diagnostic, loadAclFile } from '../../acl-lang/index.js';
 import {
   type Config,

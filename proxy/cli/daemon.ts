@@ -1,6 +1,6 @@
-// `portail daemon` (SPEC 2): run the proxy until SIGTERM/SIGINT; SIGHUP reloads.
-// Exit 1 on a bad configuration or an address that cannot be bound, 0 after a
-// graceful stop.
+// `portail daemon` (docs/reference/commands.md, "portail daemon"): run the proxy until
+// SIGTERM/SIGINT; SIGHUP reloads. Exit 1 on a bad configuration or an address that cannot
+// be bound, 0 after a graceful stop.
 import { type DaemonOptions as Options, StartupError, startDaemon } from '../daemon/daemon.js';
 
 export interface DaemonOptions {

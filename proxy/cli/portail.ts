@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=8
-// `portail`: the daemon and its offline checks (SPEC section 2).
+// `portail`: the daemon and its offline checks (docs/reference/commands.md).
 // The flag caps V8's young generation at 8 MiB per semi-space (16 by default). The cap
 // bounds what a just-started daemon's heap grows by while thousands of relays open
 // (~10 KiB of RSS per idle relay in that worst case, 15-18 uncapped), and 8 rather than

@@ -1,4 +1,4 @@
-// The configuration's public surface (SPEC section 3).
+// The configuration's public surface (docs/configuration.md).
 export { type CheckOptions, checkConfigFiles } from './check.js';
 export {
   ConfigError,

@@ -1,4 +1,4 @@
-// Rules that tie several keys together (SPEC section 3). They read the raw TOML document,
+// Rules that tie several keys together (docs/configuration.md). They read the raw TOML document,
 // defensively, so that they are reported together with the per-key errors: a user
 // fixing a file sees every problem at once.
 

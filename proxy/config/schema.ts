@@ -1,4 +1,4 @@
-// The configuration schema (SPEC section 3): every key, its type, its default. Strict:
+// The configuration schema (docs/configuration.md): every key, its type, its default. Strict:
 // an unknown key is an error, because in a security product a typo must never be
 // silently ignored. Each leaf validator words its own message in TOML terms; rules
 // that tie several keys together are in rules.ts.

@@ -1,4 +1,4 @@
-// The validated configuration (SPEC section 3) as the rest of portail sees it: camelCase,
+// The validated configuration (docs/configuration.md) as the rest of portail sees it: camelCase,
 // durations in milliseconds, every path absolute, deeply frozen.
 import type { Diagnostic } from '../../acl-lang/types.js';
 

@@ -4,9 +4,10 @@
 // the new configuration (`update`), and each connect uses the snapshot its request
 // started with.
 //
-// A backend is reached by composition (ARCHITECTURE.md): TCP (Happy Eyeballs) → TLS with
-// our [escaper] identity when identity-aware → SOCKS5 or HTTP CONNECT; or an SSH
-// direct-tcpip channel. Without `type`, the backend speaks the client's own protocol.
+// A backend is reached by composition (docs/reference/architecture.md, "The one path every
+// connection takes"): TCP (Happy Eyeballs) → TLS with our [escaper] identity when
+// identity-aware → SOCKS5 or HTTP CONNECT; or an SSH direct-tcpip channel. Without `type`,
+// the backend speaks the client's own protocol.
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../config/host-port.js';

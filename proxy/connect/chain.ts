@@ -1,8 +1,8 @@
-// The candidate loop (SPEC 5.3): backends tried in order, each with its own
-// connect-timeout (the opener enforces it), a backend in its back-off period skipped.
-// When every candidate is backed off they are all tried anyway: refusing without a
-// single attempt would only turn a short outage into a longer one. No ACL here: the
-// caller decides what happens when everything failed (fallback-to-direct).
+// The candidate loop (docs/backends.md, "Candidates and failover"): backends tried in
+// order, each with its own connect-timeout (the opener enforces it), a backend in its
+// back-off period skipped. When every candidate is backed off they are all tried anyway:
+// refusing without a single attempt would only turn a short outage into a longer one. No
+// ACL here: the caller decides what happens when everything failed (fallback-to-direct).
 import { ConnectError } from '../types.js';
 import type { BackendRegistry } from './backends.js';
 

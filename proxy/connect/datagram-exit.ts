@@ -1,7 +1,8 @@
 // Where a SOCKS5 UDP datagram may go, given the decision that allowed it. No backend
 // carries datagrams (SOCKS5 UDP ASSOCIATE through an upstream, UDP over a gateway or
 // an SSH bastion are not implemented), so a backend candidate is a candidate that
-// fails at once, and SPEC 5.3 decides what follows exactly as for TCP:
+// fails at once, and fallback-to-direct (docs/acl.md, "Evaluation") decides what follows
+// exactly as for TCP:
 //   - no candidate (no route matched, no default backend): the direct exit;
 //   - `direct` in the candidate list: the direct exit at that position (the backends
 //     before it cannot carry the datagram);

@@ -1,4 +1,4 @@
-// Our client identity for identity-aware backends (SPEC 3 `[escaper]`): TLS to the
+// Our client identity for identity-aware backends (docs/configuration.md, "[escaper]"): TLS to the
 // upstream with our certificate, the upstream's certificate ALWAYS verified — against
 // `[escaper] cacert-file`, else `[listener] cacert-file` (as upstream), else the
 // system store — and its name checked against `tls-server-name` (default: the

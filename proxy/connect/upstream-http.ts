@@ -41,7 +41,10 @@ export function parseConnectResponse(
   return { status: Number(m[1]), reason: m[2] ?? '' };
 }
 
-/** How an upstream's refusal maps to our own answer to the client (SPEC 4). */
+/**
+ * How an upstream's refusal maps to our own answer to the client (docs/backends.md, "What
+ * the client is told").
+ */
 export function errorForStatus(status: number, reason: string, proxy: string): ConnectError {
   const what = `upstream proxy ${proxy} answered ${status}${reason ? ` ${reason}` : ''}`;
   if (status === 504) return new ConnectError('timeout', what);

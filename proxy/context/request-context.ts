@@ -1,5 +1,5 @@
-// The request context the ACL evaluates (SPEC 5.5). Facts the front-end already knows
-// cost nothing; attributes that need I/O (DNS for dst.ip, the socket table for
+// The request context the ACL evaluates (docs/acl.md, "Attributes"). Facts the front-end
+// already knows cost nothing; attributes that need I/O (DNS for dst.ip, the socket table for
 // client.uid/user/process.*) are fetched by prepare() only when a rule names them,
 // concurrently, and a failed lookup is simply a missing attribute.
 
@@ -121,7 +121,7 @@ export class RequestContext implements AclContext {
         return protocol;
       case 'proxy.cmd':
         return cmd;
-      // Only a plain forwarded request has these (SPEC 5.3: missing otherwise).
+      // Only a plain forwarded request has these (docs/acl.md, "Attributes": missing otherwise).
       case 'method':
         return cmd === 'forward' ? http?.method : undefined;
       case 'scheme':

@@ -186,7 +186,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     state.close();
     throw new StartupError(`${prefix}${(err as Error).message}`);
   };
-  // Listening sockets: from systemd when it passed some, else bound here (SPEC 2).
+  // Listening sockets: from systemd when it passed some, else bound here
+  // (docs/reference/systemd.md, "Listening sockets").
   const passed = passedSockets(log);
   try {
     if (passed.proxy.length > 0) {

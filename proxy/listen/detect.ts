@@ -1,7 +1,7 @@
-// Protocol detection from the first bytes of a connection (SPEC 4): SOCKS5 starts with
-// its version byte, TLS with a handshake record, HTTP/2 with prior knowledge with the
-// fixed 24-byte preface; everything else is treated as HTTP/1.1 (whose parser answers
-// 400 to garbage).
+// Protocol detection from the first bytes of a connection (docs/reference/wire.md, "One
+// port, four protocols"): SOCKS5 starts with its version byte, TLS with a handshake record,
+// HTTP/2 with prior knowledge with the fixed 24-byte preface; everything else is treated as
+// HTTP/1.1 (whose parser answers 400 to garbage).
 
 export type DetectedProtocol = 'socks5' | 'tls' | 'http2' | 'http1';
 

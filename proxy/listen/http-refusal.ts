@@ -1,6 +1,7 @@
-// HTTP answers to a refusal, shared by HTTP/1.1 and HTTP/2 (SPEC 4): the status for
-// each reason, and a short body that is the refusal's message, as text/plain unless
-// the client's Accept names text/html. Refusals are never cached by the client.
+// HTTP answers to a refusal, shared by HTTP/1.1 and HTTP/2 (docs/reference/wire.md,
+// "Refusal bodies"): the status for each reason, and a short body that is the refusal's
+// message, as text/plain unless the client's Accept names text/html. Refusals are never
+// cached by the client.
 import { STATUS_CODES } from 'node:http';
 import type { Refusal, RejectReason } from '../types.js';
 

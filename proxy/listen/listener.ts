@@ -26,13 +26,16 @@ export interface ProxyListenerOptions {
   maxConnections: number;
   /** Unexpected failures (pipeline errors, bugs), for the daemon's log. Client misbehaviour is not reported. */
   onError?: (err: Error, where: string) => void;
-  /** A connection refused because max-connections was reached (SPEC 3: "refused, logged"). */
+  /**
+   * A connection refused because max-connections was reached (docs/configuration.md,
+   * `max-connections`: refused, logged).
+   */
   onRefused?: (client: { ip: string; port: number }) => void;
   /**
    * The TLS listener (gateway role, `[listener]` certificates, tls.ts): terminates TLS
    * and calls `serve` with the decrypted socket, which is then served by ALPN or
-   * detected again (SPEC 4), under the same handshake deadline and connection count.
-   * Without it TLS connections are closed.
+   * detected again (docs/reference/wire.md, "One port, four protocols"), under the same
+   * handshake deadline and connection count. Without it TLS connections are closed.
    */
   onTls?: (socket: Socket, client: ClientFacts, serve: ServeDecrypted) => void;
   /** `[listener] proxy-protocol`: a PROXY v1/v2 header must come first (read at each connection). */

@@ -264,8 +264,9 @@ export function startUdpAssociation(
             dest.state = 'denied';
             return;
           }
-          // A decision naming backends comes back as send: false unless SPEC 5.3's
-          // fallback allows the direct exit (the pipeline's associate, datagramExit).
+          // A decision naming backends comes back as send: false unless the
+          // fallback-to-direct rule (docs/acl.md, "Evaluation") allows the direct exit (the
+          // pipeline's associate, datagramExit).
           dest.state = 'allowed';
           if (v.addresses !== undefined) dest.checked = v.addresses;
           for (const d of queued) send(dest, d);

@@ -1,5 +1,6 @@
 // SOCKS5 wire format (RFC 1928): address fields, reply messages and the reply code for
-// each refusal reason (SPEC 4). Shared by the TCP handshake and the UDP relay header.
+// each refusal reason (docs/reference/wire.md, "Refusal reasons"). Shared by the TCP
+// handshake and the UDP relay header.
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { RejectReason } from '../types.js';
@@ -26,7 +27,10 @@ export const REP_TTL_EXPIRED = 0x06;
 export const REP_COMMAND_NOT_SUPPORTED = 0x07;
 export const REP_ADDRESS_TYPE_NOT_SUPPORTED = 0x08;
 
-/** SPEC 4: denied 0x02, DNS/unreachable 0x04, refused 0x05, timeout 0x06, 0x07, 0x08, else 0x01. */
+/**
+ * docs/reference/wire.md, "Refusal reasons": denied 0x02, DNS/unreachable 0x04, refused
+ * 0x05, timeout 0x06, 0x07, 0x08, else 0x01.
+ */
 export function replyCodeFor(reason: RejectReason): number {
   switch (reason) {
     case 'denied':

@@ -1,7 +1,8 @@
-// Destination parsing shared by the front-ends: hostnames normalised the way SPEC 4
-// says (lower case, no trailing dot, IDNA to punycode), IP literals in one canonical
-// spelling, and HTTP authorities (`host:port`, `[v6]:port`). Every spelling that would
-// reach the same destination becomes the same string, so the ACL sees what is dialled.
+// Destination parsing shared by the front-ends: hostnames normalised as
+// docs/reference/wire.md, "Host normalisation", says (lower case, no trailing dot, IDNA to
+// punycode), IP literals in one canonical spelling, and HTTP authorities (`host:port`,
+// `[v6]:port`). Every spelling that would reach the same destination becomes the same
+// string, so the ACL sees what is dialled.
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';

@@ -206,8 +206,8 @@ function handshakeReason(err: NodeJS.ErrnoException): string {
 }
 
 /**
- * The facts the ACL sees (SPEC 5.5): `client.cert.subject.cn` (absent when the subject
- * has no CN, or several), `client.cert.san` as "DNS:name", "IP:address" (canonical),
+ * The facts the ACL sees (docs/acl.md, "Attributes"): `client.cert.subject.cn` (absent when
+ * the subject has no CN, or several), `client.cert.san` as "DNS:name", "IP:address" (canonical),
  * "email:…", "URI:…", and `client.cert.fingerprint`, the SHA-256 of the DER certificate
  * in openssl's spelling (upper-case hex pairs separated by colons).
  */

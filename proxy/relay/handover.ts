@@ -45,7 +45,7 @@ export interface HandoverRecord {
   /** Epoch milliseconds: the close record's duration covers the whole connection. */
   startedAt: number;
   idleTimeoutMs: number;
-  /** The decision's audit fields: the close record repeats them (SPEC 6). */
+  /** The decision's audit fields: the close record repeats them (docs/reference/audit.md). */
   fields: { [key: string]: Json };
   /** The request's facts (host, port, protocol, client…), to rebuild a live context. */
   facts: { [key: string]: Json };

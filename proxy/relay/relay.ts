@@ -1,7 +1,8 @@
-// The one relay every front-end uses (ARCHITECTURE.md): two Duplexes, byte counters,
-// half-close, backpressure, idle timeout, and one close callback. It sits on the byte
-// path, so a chunk costs one addition and one write: no allocation, no audit, no timer
-// refresh (idleness is sampled from the counters by a coarse timer instead).
+// The one relay every front-end uses (docs/reference/architecture.md, "The one path every
+// connection takes"): two Duplexes, byte counters, half-close, backpressure, idle timeout,
+// and one close callback. It sits on the byte path, so a chunk costs one addition and one
+// write: no allocation, no audit, no timer refresh (idleness is sampled from the counters
+// by a coarse timer instead).
 //
 // Hand-over to the next process (systemd restart):
 // - `relay.detach()` stops reading on both sides, removes every listener and timer the

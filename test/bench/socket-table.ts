@@ -1,6 +1,6 @@
-// Cost of one socket-table lookup (SPEC 5.5: client.uid / client.process.*), netlink
-// (NETLINK_SOCK_DIAG by exact 4-tuple) against /proc/net/tcp, with N open loopback
-// connections whose client ends live in a child process (a browser, say).
+// Cost of one socket-table lookup (docs/acl.md, "Attributes": client.uid /
+// client.process.*), netlink (NETLINK_SOCK_DIAG by exact 4-tuple) against /proc/net/tcp,
+// with N open loopback connections whose client ends live in a child process (a browser, say).
 //   node dist/test/bench/socket-table.js [--connections=100,10000] [--lookups=200]
 //   node scripts/bench.mjs socket-table [--connections=…]
 import { type ChildProcess, spawn } from 'node:child_process';

@@ -19,7 +19,10 @@ const run = promisify(execFile);
 
 /** The repository root (dist/test/integration/gateway → 4 levels up). */
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-/** MaxMind's test databases, beside the clone in CI (../shared/testdata/geoip). */
+/**
+ * MaxMind's test database, in a data folder beside the checkout (../shared/testdata/geoip;
+ * docs/testing.md, "GeoIP test database").
+ */
 export const GEOIP_COUNTRY_DB = join(
   ROOT,
   '..',

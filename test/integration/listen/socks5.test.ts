@@ -1,5 +1,5 @@
 // SOCKS5 front-end against real clients: curl (--socks5, --socks5-hostname) and a raw
-// socket client that checks every reply byte (RFC 1928, SPEC 4 reply codes).
+// socket client that checks every reply byte (RFC 1928; docs/reference/wire.md, "Refusal reasons").
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RejectReason } from '../../../proxy/types.js';

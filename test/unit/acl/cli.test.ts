@@ -1,6 +1,7 @@
-// `portail check-acl-syntax [--config FILE] [--json] ACL_FILE` (SPEC 2), run as users
-// run it: the built CLI in a child process. Exit 0 when valid (warnings allowed), 1 with
-// `file:line:column`, the source line and a caret otherwise, 2 on usage errors.
+// `portail check-acl-syntax [--config FILE] [--json] ACL_FILE`
+// (docs/reference/commands.md), run as users run it: the built CLI in a child process. Exit
+// 0 when valid (warnings allowed), 1 with `file:line:column`, the source line and a caret
+// otherwise, 2 on usage errors.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

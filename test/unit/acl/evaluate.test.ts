@@ -1,6 +1,7 @@
-// Evaluation (SPEC 5.2, 5.3): every operator and type, table-driven and observed from
-// outside (does an allow / a deny policy on the condition apply?), then first match,
-// explanations, three-valued logic, routes, and the host index against a naive oracle.
+// Evaluation (docs/acl.md, "Sets and `in`" and "Evaluation"): every operator and type,
+// table-driven and observed from outside (does an allow / a deny policy on the condition
+// apply?), then first match, explanations, three-valued logic, routes, and the host index
+// against a naive oracle.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -460,7 +461,7 @@ policy rest { action allow }
     assert.deepEqual(dd.backends, ['par02']);
   });
 
-  test('the SPEC example: `when path =~ …` deny also denies requests without a path', () => {
+  test('docs/acl.md example: `when path =~ …` deny also denies requests without a path', () => {
     const acl = compile(
       'policy p { when path =~ "^/admin" action deny }\npolicy rest { action allow }',
     );

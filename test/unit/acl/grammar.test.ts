@@ -1,6 +1,7 @@
-// The ACL grammar and the load-time checks (SPEC 5.1, 5.2, 5.4): every construct parses
-// to the expected tree, the upstream-compatible corpus behaves as upstream, and every
-// load-time error is reported at its exact line and column, all of a file's at once.
+// The ACL grammar and the load-time checks (docs/acl.md, "Blocks" to "List files", "Error
+// messages"): every construct parses to the expected tree, the upstream-compatible corpus
+// behaves as upstream, and every load-time error is reported at its exact line and column,
+// all of a file's at once.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -437,7 +438,7 @@ describe('upstream-compatible corpus', () => {
       'route same { use ["par01"] }\npolicy same { action allow }',
     ],
     [
-      'the SPEC example',
+      'the example of docs/acl.md (route, require, deny with a template)',
       'route corp {\n  when host =~ "\\.corp\\.example\\.com$"\n  use ["par01", "par02"]\n}\n\npolicy eng_git {\n  when host == "git.corp.example.com"\n  require user.groups in ["eng", "ops"] and device.trust_level >= 2\n  action allow\n}\n\npolicy deny_all {\n  action deny explain-template="explain/global-deny.html"\n}\n',
     ],
   ];
@@ -507,7 +508,7 @@ describe('upstream-compatible corpus', () => {
   }
 });
 
-// ---- load-time errors (SPEC 5.4) ----------------------------------------------------
+// ---- load-time errors (docs/acl.md, "Error messages") ---------------------------------
 
 describe('load-time errors at their exact position', () => {
   const cases: [string, string, string[], RegExp][] = [

@@ -1,6 +1,6 @@
 // Audit and diagnostics destinations, in child processes where stdout/stderr matter:
-// every SPEC 6 field at top level, JSON lines for container/stdout/file, human lines
-// for development, the journald fallback.
+// every field of docs/reference/audit.md at top level, JSON lines for
+// container/stdout/file, human lines for development, the journald fallback.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, renameSync } from 'node:fs';

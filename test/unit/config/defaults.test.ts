@@ -1,9 +1,9 @@
-// Every default of SPEC section 3, from an empty file, and the shape of the result.
+// Every default of docs/configuration.md, from an empty file, and the shape of the result.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { load } from './helpers.js';
 
-test('an empty file gets every default of SPEC 3', async () => {
+test('an empty file gets every documented default (docs/configuration.md)', async () => {
   const c = await load('');
   assert.equal(c.handshakeTimeoutMs, 15_000);
   assert.equal(c.connectTimeoutMs, 5_000);

@@ -112,7 +112,7 @@ test('a quoted key that is unknown', async () => {
   assert.deepEqual([d.line, d.column], [2, 1]);
 });
 
-test('known keys are all accepted together (SPEC 3 example, less the files)', async () => {
+test('known keys are all accepted together (every documented key, less the files)', async () => {
   const c = await load(`
 filter-acl-rules-path = "filter.acl"
 explain-acl-rules-path = "explain.acl"

@@ -1,5 +1,6 @@
 // datagramExit: a UDP datagram whose decision names backends never leaves directly
-// unless SPEC 5.3's fallback-to-direct re-evaluation (route.local = true) allows it.
+// unless the fallback-to-direct re-evaluation (route.local = true; docs/acl.md,
+// "Evaluation") allows it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';

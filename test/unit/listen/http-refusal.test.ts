@@ -9,7 +9,7 @@ import {
 } from '../../../proxy/listen/http-refusal.js';
 import type { RejectReason } from '../../../proxy/types.js';
 
-test('statuses per SPEC 4', () => {
+test('statuses per docs/reference/wire.md', () => {
   const expected: [RejectReason, number][] = [
     ['denied', 403],
     ['bad-request', 400],

@@ -1,4 +1,5 @@
-// PROXY protocol parsing: strict, bounded, incremental (SPEC 3 [listener] proxy-protocol).
+// PROXY protocol parsing: strict, bounded, incremental (docs/configuration.md,
+// "[listener]": proxy-protocol).
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';

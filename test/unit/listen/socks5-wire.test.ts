@@ -8,7 +8,7 @@ import {
 } from '../../../proxy/listen/socks5-wire.js';
 import type { RejectReason } from '../../../proxy/types.js';
 
-test('reply codes per SPEC 4', () => {
+test('reply codes per docs/reference/wire.md', () => {
   const expected: Record<RejectReason, number> = {
     denied: 0x02,
     dns: 0x04,
