@@ -1,4 +1,4 @@
-// The attributes the language knows (SPEC 5.5) and their types. The checker uses them
+// The attributes the language knows (docs/acl.md, "Attributes") and their types. The checker uses them
 // to reject type errors at load time; context providers may add more.
 import type { AttrType } from './types.js';
 

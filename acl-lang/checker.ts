@@ -1,4 +1,4 @@
-// AST → HIR, collecting every load-time error of SPEC 5.4 at once (each positioned
+// AST → HIR, collecting every load-time error (docs/acl.md, "Error messages") at once (each positioned
 // on the offending token), plus warnings for unknown attributes and missing templates.
 import { isAbsolute, join } from 'node:path';
 import RE2 from 're2';

@@ -16,7 +16,7 @@ import { normalizeHost } from './normalize.js';
 import { type HostSet, parseIp, sameIp } from './sets.js';
 import type { AclContext, AttrValue } from './types.js';
 
-/** Three-valued logic: false, true, unknown (SPEC 5.3). */
+/** Three-valued logic: false, true, unknown (docs/acl.md, "Missing attributes: three-valued logic"). */
 export const F = 0;
 export const T = 1;
 export const U = 2;
@@ -172,7 +172,7 @@ function inSet(o: HOperand, t: HCmp['type'], raw: AttrValue): Tri {
       return n === undefined ? U : tri(o.set.has(numKey(n)));
     }
     case 'strset': {
-      // A value of the wrong run-time type for a known attribute is unknown (SPEC 5.3).
+      // A value of the wrong run-time type for a known attribute is unknown (docs/acl.md, "Missing attributes: three-valued logic").
       if (isList(raw))
         return t === 'list' || t === undefined ? tri(raw.some((s) => o.set.has(s))) : U;
       if (t === 'list') return U;

@@ -1,4 +1,4 @@
-// Evaluation (SPEC 5.3): routes, then policies, first match, failed requirements
+// Evaluation (docs/acl.md, "Evaluation"): routes, then policies, first match, failed requirements
 // recorded, default deny, unknowns resolved toward the restrictive outcome. Pure:
 // no I/O, no clock.
 import {

@@ -1,5 +1,5 @@
 // Human-readable explanation of a decision: the deciding policy and every recorded
-// failed requirement with the actual values seen (SPEC 5.6). Redaction is the caller's
+// failed requirement with the actual values seen (docs/acl.md, "Explanations"). Redaction is the caller's
 // business (the explain ACL decides how much of this a user may see).
 import type { AttrValue, Decision } from './types.js';
 

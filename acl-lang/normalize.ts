@@ -1,5 +1,5 @@
 // Hostname normalisation, applied on both the rule side and the request side
-// (SPEC 4): lower case, no trailing dot, IDNA to punycode.
+// (docs/reference/wire.md, "Host normalisation"): lower case, no trailing dot, IDNA to punycode.
 import { domainToASCII } from 'node:url';
 
 const ALREADY_NORMAL = /^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/;

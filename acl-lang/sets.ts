@@ -1,5 +1,5 @@
 // Set representations for `in`, chosen by the attribute's type so that a
-// million-entry list costs a hash lookup (SPEC 5.2).
+// million-entry list costs a hash lookup (docs/acl.md, "List files").
 import ipaddr from 'ipaddr.js';
 import { normalizeHost } from './normalize.js';
 

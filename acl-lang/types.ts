@@ -1,7 +1,7 @@
 // Public types of the ACL language: what the rest of portail sees. acl-lang/ is pure:
 // it imports nothing from proxy/, rpc/ or systemd/.
 
-/** Types an attribute can have (SPEC 5.5). The checker uses them at load time. */
+/** Types an attribute can have (docs/acl.md, "Attributes"). The checker uses them at load time. */
 export type AttrType = 'string' | 'number' | 'bool' | 'hostname' | 'ip' | 'list' | 'duration';
 
 /**

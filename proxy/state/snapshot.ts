@@ -1,7 +1,7 @@
 // One immutable snapshot of everything that may change at run time: the configuration,
 // the compiled ACLs and the services built from them. It is built completely (every
 // file read, checked and compiled) before anyone sees it, so a bad file can never leave
-// the daemon half-reloaded (ARCHITECTURE.md "State").
+// the daemon half-reloaded (docs/reference/architecture.md, "State: one snapshot, swapped whole").
 import type { Diagnostic } from '../../acl-lang/index.js';
 import {
   type CompiledAcl,
@@ -77,7 +77,7 @@ export function backendMap(config: Config): ReadonlyMap<string, BackendConfig> {
 /**
  * Reads the configuration, checks the files it names, loads both ACLs. `lenientAcl`
  * (start): an ACL that cannot be loaded leaves `acl` null instead of failing, since the
- * daemon must serve — denying everything — until a reload succeeds (SPEC 2). `loadAcl`:
+ * daemon must serve — denying everything — until a reload succeeds (docs/reference/commands.md, "portail daemon"). `loadAcl`:
  * a reload passes the worker-thread loader so that the event loop stays free.
  */
 export async function buildSnapshot(

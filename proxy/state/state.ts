@@ -24,7 +24,7 @@ export interface ReloadResult {
   trigger: ReloadTrigger;
 }
 
-/** The configuration is unusable at start: fatal (SPEC 2). */
+/** The configuration is unusable at start: fatal (docs/reference/commands.md, "portail daemon"). */
 export class StartupError extends Error {
   constructor(readonly text: string) {
     super(text);
@@ -268,7 +268,7 @@ function firstLine(text: string): string {
   return nl < 0 ? text : text.slice(0, nl);
 }
 
-/** No valid ACL at start: serve, deny everything, and say so loudly (SPEC 2, 5.3). */
+/** No valid ACL at start: serve, deny everything, and say so loudly (docs/reference/commands.md, "portail daemon"; docs/acl.md, "Evaluation"). */
 function reportStartAcl(snap: Snapshot, log: Log, audit: AuditWriter) {
   const errors = snap.diagnostics.filter((d) => d.severity === 'error');
   const text = errors.length ? formatDiagnostics(errors) : '';
