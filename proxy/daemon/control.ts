@@ -14,9 +14,7 @@ import {
 import { packageInfo } from '../../rpc/version.js';
 import { formatHostPort, parseHostPort } from '../config/host-port.js';
 import { tokenState } from '../connect/pkcs11-login.js';
-import type { DenialInfo } from '../pipeline/pipeline.js';
 import type { ReloadResult, State } from '../state/state.js';
-import { UnknownBackendError } from '../state/state.js';
 import { explainRequest } from './explain.js';
 
 /** How many denials `portailctl why` can look back on. */
@@ -32,12 +30,12 @@ export interface ControlDeps {
 
 export interface DaemonControl extends ControlBackend {
   /** Feed from the pipeline's onDenial. */
-  recordDenial(d: DenialInfo): void;
+  recordDenial(d: DenialRecord): void;
 }
 
 export function createControlBackend(deps: ControlDeps): DaemonControl {
   const { state } = deps;
-  const denials: DenialInfo[] = [];
+  const denials: DenialRecord[] = [];
   /** Addresses of dynamic backends set at run time (kept across reloads while the backend exists). */
   const dynamic = new Map<string, BackendSpec>();
 
@@ -66,12 +64,11 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
         // Not an InternalError without a word: a failed reload, with what failed.
         r = state.reloadFailed('rpc', err);
       }
-      return { ok: r.ok, diagnostics: r.diagnostics, ...(r.aclHash ? { aclHash: r.aclHash } : {}) };
+      return r;
     },
 
     status(): StatusInfo {
       const snap = state.current();
-      const last = state.lastReload;
       return {
         version: packageInfo().version,
         pid: process.pid,
@@ -85,7 +82,7 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
             : aclInfo(snap.explainAcl, snap.config.explainAclRulesPath, snap.loadedAt),
         activeConnections: deps.activeConnections(),
         defaultBackend: state.defaultBackend,
-        lastReload: last ? { ok: last.ok, at: last.at, diagnostics: last.diagnostics } : null,
+        lastReload: state.lastReload,
         backends: state.backends.health(),
         pkcs11: tokenState(snap.config.escaper) ?? null,
       };
@@ -114,13 +111,7 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
     },
 
     setDefaultBackend(id) {
-      try {
-        state.setDefaultBackend(id);
-      } catch (err) {
-        if (err instanceof UnknownBackendError)
-          throw new BackendNotFound(err.provided, err.available);
-        throw err;
-      }
+      state.setDefaultBackend(id);
     },
 
     updateDynamicBackend(id, spec) {
