@@ -26,6 +26,8 @@ export interface ControlDeps {
   listeners: () => ListenerInfo[];
   activeConnections: () => number;
   reload: () => Promise<ReloadResult>;
+  /** A uid's user name, for the explain ACL's `client.user` (the socket table's). */
+  userName?: (uid: number) => Promise<string | undefined>;
 }
 
 export interface DaemonControl extends ControlBackend {
@@ -52,7 +54,15 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
 
   return {
     recordDenial(d) {
-      denials.push(d);
+      // A record says what the client was told, nothing more (proxy/explain/redact.ts):
+      // its reason is the answer's first line, and with an explain ACL the deciding
+      // policy is named only there, when the explain ACL let it be.
+      const withExplainAcl = state.current().config.explainAclRulesPath !== undefined;
+      denials.push({
+        ...d,
+        reason: d.explanation.split('\n', 1)[0],
+        policy: withExplainAcl ? null : d.policy,
+      });
       if (denials.length > DENIALS_KEPT) denials.splice(0, denials.length - DENIALS_KEPT);
     },
 
@@ -131,7 +141,9 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
     },
 
     explain(req) {
-      return explainRequest(state.current(), state.defaultBackend, req);
+      return explainRequest(state.current(), state.defaultBackend, req, {
+        userName: deps.userName,
+      });
     },
 
     recentDenials(uid, last): DenialRecord[] {
