@@ -1,6 +1,6 @@
 // Human-readable explanation of a decision: the deciding policy and every recorded
-// failed requirement with the actual values seen (docs/acl.md, "Explanations"). Redaction is the caller's
-// business (the explain ACL decides how much of this a user may see).
+// failed requirement with the actual values seen (docs/acl.md, "Explanations"). How much
+// of it a user may see is decided in one place: proxy/explain/redact.ts.
 import type { AttrValue, Decision } from './types.js';
 
 export function formatValue(v: AttrValue | undefined): string {
@@ -20,4 +20,19 @@ export function formatExplanation(d: Decision): string {
   }
   if (d.missing.length) lines.push(`  missing attributes: ${d.missing.join(', ')}`);
   return lines.join('\n');
+}
+
+const DONE: Record<Decision['action'], string> = {
+  allow: 'allowed',
+  deny: 'denied',
+  redirect: 'redirected',
+};
+
+/**
+ * The explanation without its details: `denied by policy NAME` (allowed, redirected), or
+ * the reason when no policy decided. Never a failed requirement, a value seen or the
+ * name of a missing attribute.
+ */
+export function shortReason(d: Decision): string {
+  return d.policy === null ? d.reason : `${DONE[d.action]} by policy ${d.policy}`;
 }

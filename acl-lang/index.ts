@@ -4,7 +4,7 @@ export { KNOWN_ATTRIBUTES } from './attributes.js';
 export type { CompiledAcl } from './compile.js';
 export { formatDiagnostic, formatDiagnostics } from './diagnostics.js';
 export { evaluate } from './evaluate.js';
-export { formatExplanation, formatValue } from './explain.js';
+export { formatExplanation, formatValue, shortReason } from './explain.js';
 export type { LoadOptions, LoadResult } from './load.js';
 export { compileAclSource, loadAclFile } from './load.js';
 export { normalizeHost } from './normalize.js';

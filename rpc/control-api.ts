@@ -2,7 +2,7 @@
 // over its state snapshot; the server (rpc/server.ts) does the protocol, the
 // authorization and the mapping to the wire's snake_case names. Every method may be
 // called concurrently from several clients.
-import { type Decision, formatExplanation, formatValue } from '../acl-lang/index.js';
+import { type Decision, formatExplanation, formatValue, shortReason } from '../acl-lang/index.js';
 
 /** A backend's address and TLS settings, as fr.gouv.portail.Control carries them. */
 export interface BackendSpec {
@@ -157,7 +157,7 @@ export interface ExplainResult {
   missing: string[];
   /** The whole explanation as text (formatExplanation), already redacted. */
   explanation: string;
-  /** True when the explain ACL withheld details (failed/missing are then empty). */
+  /** True when details were withheld (failed/missing are then empty): see docs/control.md. */
   redacted: boolean;
 }
 
@@ -230,28 +230,34 @@ export class InvalidRequest extends Error {
 const WITHHELD = 'details withheld by the explain ACL';
 
 /**
- * An ExplainResult from an ACL decision. `redact` (the explain ACL said deny) keeps only
- * the decision and the route: no policy name, failed requirement or value seen.
- * `message` replaces the explanation text (e.g. the help page an explain ACL redirect
- * names).
+ * An ExplainResult from an ACL decision, showing what proxy/explain/redact.ts allows:
+ * everything by default; `redact: 'short'` (no explain ACL) the decision, the deciding
+ * policy and the route, no failed requirement or value seen; `redact: true` (the explain
+ * ACL withholds) the decision and the route only. `message` replaces the explanation
+ * text (e.g. the help page an explain ACL redirect names).
  */
 export function explainResultFromDecision(
   d: Decision,
-  opts: { redact?: boolean; message?: string } = {},
+  opts: { redact?: boolean | 'short'; message?: string } = {},
 ): ExplainResult {
-  const redact = opts.redact === true;
+  const withheld = opts.redact === true;
+  const detail = opts.redact === undefined || opts.redact === false;
+  const reason = withheld
+    ? `${d.action === 'deny' ? 'denied' : d.action} (${WITHHELD})`
+    : detail
+      ? d.reason
+      : shortReason(d);
   return {
     action: d.action,
-    policy: redact ? null : d.policy,
-    reason: redact ? `${d.action === 'deny' ? 'denied' : d.action} (${WITHHELD})` : d.reason,
+    policy: withheld ? null : d.policy,
+    reason,
     ...(d.redirect !== undefined ? { redirect: d.redirect } : {}),
     routes: [...d.routes],
     backends: [...d.backends],
     local: d.local,
     tags: [...d.tags],
-    failed: redact
-      ? []
-      : d.failed.map((f) => ({
+    failed: detail
+      ? d.failed.map((f) => ({
           policy: f.policy,
           action: f.action,
           clause: f.clause,
@@ -263,13 +269,10 @@ export function explainResultFromDecision(
             seen: c.actual === undefined ? null : formatValue(c.actual),
             result: c.result,
           })),
-        })),
-    missing: redact ? [] : [...d.missing],
-    explanation:
-      opts.message ??
-      (redact
-        ? `${d.action === 'deny' ? 'denied' : d.action} (${WITHHELD})`
-        : formatExplanation(d)),
-    redacted: redact,
+        }))
+      : [],
+    missing: detail ? [...d.missing] : [],
+    explanation: opts.message ?? (detail ? formatExplanation(d) : reason),
+    redacted: !detail,
   };
 }

@@ -1,25 +1,19 @@
-// `portail check [--config FILE] [--json]` (docs/reference/commands.md, "portail check"):
-// the configuration, every file it names (certificates, keys, known-hosts, GeoIP database)
-// and both ACLs with their list files. Exit 0 when valid (warnings are printed), 1 with
-// every diagnostic otherwise.
-import { type Diagnostic, loadAclFile } from '../../acl-lang/index.js';
-import {
-  type Config,
-  ConfigError,
-  checkConfigFiles,
-  formatConfigError,
-  loadConfig,
-} from '../config/index.js';
+// `portail check [--config FILE] [--json]` (docs/reference/commands.md, "portail check"): builds the snapshot
+// exactly as the daemon's start does (state/snapshot.ts buildSnapshot, `lenientAcl`
+// included), so "check passes" means "the daemon starts with these files and serves".
+// An ACL the daemon would start without (denying everything) is still an error here.
+// Exit 0 when valid (warnings are printed), 1 with every diagnostic otherwise.
+import type { CompiledAcl, Diagnostic } from '../../acl-lang/index.js';
 import { formatAllDiagnostics as formatDiagnostics } from '../state/diagnostics.js';
-import { ACL_ATTRIBUTES, backendMap } from '../state/snapshot.js';
+import { buildSnapshot } from '../state/snapshot.js';
 
 export async function runCheck(opts: { config: string; json?: boolean }): Promise<number> {
-  let config: Config;
-  try {
-    config = await loadConfig(opts.config);
-  } catch (err) {
-    const diagnostics = err instanceof ConfigError ? [...err.diagnostics] : [];
-    const text = formatConfigError(err);
+  const built = await buildSnapshot(opts.config, 0, { lenientAcl: true });
+  const config = built.ok ? built.snapshot.config : built.config;
+  if (config === undefined) {
+    // The configuration itself could not be read.
+    const diagnostics = built.ok ? [] : built.diagnostics;
+    const text = built.ok ? '' : built.text;
     if (opts.json) {
       const out = diagnostics.length
         ? diagnostics
@@ -31,21 +25,23 @@ export async function runCheck(opts: { config: string; json?: boolean }): Promis
     }
     return 1;
   }
-  const diagnostics: Diagnostic[] = [...config.warnings, ...(await checkConfigFiles(config))];
-  const backends = new Set(backendMap(config).keys());
+  const diagnostics: Diagnostic[] = built.ok
+    ? [...built.snapshot.diagnostics]
+    : [...config.warnings, ...built.diagnostics];
+  const compiled = (role: 'filter' | 'explain'): CompiledAcl | null =>
+    built.ok ? (role === 'filter' ? built.snapshot.acl : built.snapshot.explainAcl) : null;
   const acls: { role: string; file: string; policies: number; routes: number }[] = [];
   for (const [role, path] of [
     ['filter', config.filterAclRulesPath],
     ['explain', config.explainAclRulesPath],
   ] as const) {
     if (path === undefined) continue;
-    const r = await loadAclFile(path, { backends, attributes: ACL_ATTRIBUTES });
-    diagnostics.push(...r.diagnostics);
+    const acl = compiled(role);
     acls.push({
       role,
       file: path,
-      policies: r.acl?.policies.length ?? 0,
-      routes: r.acl?.routes.length ?? 0,
+      policies: acl?.policies.length ?? 0,
+      routes: acl?.routes.length ?? 0,
     });
   }
   const errors = diagnostics.filter((d) => d.severity === 'error');

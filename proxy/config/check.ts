@@ -15,6 +15,7 @@ import {
   rememberPin,
 } from '../connect/pkcs11-login.js';
 import { formatKeyPath, makeDiagnostic, sortDiagnostics } from './errors.js';
+import { formatHostPort } from './host-port.js';
 import { configSource } from './load.js';
 import { findSpan, type KeyPath } from './locate.js';
 import { parsePkcs11Uri } from './pkcs11-uri.js';
@@ -263,18 +264,15 @@ export async function checkConfigFiles(
   const now = opts.now ?? new Date();
   const source = configSource(config);
   const diagnostics: Diagnostic[] = [];
-  const report: Report = (at, message, severity = 'error') => {
+  /** A diagnostic positioned on the key `at`, whose text is `text` as is. */
+  const note = (at: KeyPath, text: string, severity: 'error' | 'warning') => {
     const span = source ? findSpan(source.spans, at) : undefined;
     diagnostics.push(
-      makeDiagnostic(
-        source?.name ?? config.file,
-        source?.text ?? '',
-        span,
-        `${formatKeyPath(at)}: ${message}`,
-        severity,
-      ),
+      makeDiagnostic(source?.name ?? config.file, source?.text ?? '', span, text, severity),
     );
   };
+  const report: Report = (at, message, severity = 'error') =>
+    note(at, `${formatKeyPath(at)}: ${message}`, severity);
 
   const { listener, escaper } = config;
   const jobs: Promise<unknown>[] = [
@@ -353,6 +351,16 @@ export async function checkConfigFiles(
         }),
       );
     }
+  }
+  if (config.metrics.listen !== undefined) {
+    // Accepted and documented, not served yet: say so rather than let a scraper find
+    // nothing (docs/configuration.md "[metrics]").
+    const where = formatHostPort(config.metrics.listen);
+    note(
+      ['metrics', 'listen'],
+      `[metrics] listen: not served by this version yet (nothing listens on ${where})`,
+      'warning',
+    );
   }
   await Promise.all(jobs);
   return sortDiagnostics(diagnostics);

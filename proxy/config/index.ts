@@ -6,6 +6,7 @@ export {
   formatDiagnostic,
   formatDiagnostics,
   formatKeyPath,
+  makeDiagnostic,
 } from './errors.js';
 export { formatHostPort, parseHostPort } from './host-port.js';
 export {

@@ -48,3 +48,24 @@ export function watchAbort(signal: AbortSignal, fn: () => void): () => void {
   };
 }
 const watchers = new WeakMap<AbortSignal, Set<() => void>>();
+
+/**
+ * `p`, or a rejection with abortError(signal, what) as soon as `signal` aborts,
+ * whichever comes first (`p` carries on for other waiters). The wait is through watchAbort: one listener per signal.
+ */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortError(signal, what));
+  return new Promise<T>((resolve, reject) => {
+    const stop = watchAbort(signal, () => reject(abortError(signal, what)));
+    p.then(
+      (v) => {
+        stop();
+        resolve(v);
+      },
+      (e) => {
+        stop();
+        reject(e);
+      },
+    );
+  });
+}

@@ -10,6 +10,7 @@
 // the backend speaks the client's own protocol.
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import type { BackendHealthInfo } from '../../rpc/control-api.js';
 import { formatHostPort } from '../config/host-port.js';
 import type {
   BackendConfig,
@@ -39,19 +40,6 @@ export interface DynamicSpec {
   targetAddress: HostPort;
   identityAware: boolean;
   tlsServerName?: string;
-}
-
-/** What status / ListBackends can show about a backend. */
-export interface BackendHealth {
-  name: string;
-  /** False while the backend is skipped (back-off after a failure). */
-  healthy: boolean;
-  consecutiveFailures: number;
-  lastError?: string;
-  lastFailureAt?: Date;
-  lastSuccessAt?: Date;
-  /** While backed off: when the backend is tried again. */
-  retryAt?: Date;
 }
 
 export interface BackOffPolicy {
@@ -100,8 +88,8 @@ export interface BackendRegistry {
   setDynamic(name: string, spec: DynamicSpec): void;
   dynamicSpec(name: string): DynamicSpec | undefined;
   /** Every configured backend's health, in configuration order. */
-  health(): BackendHealth[];
-  healthOf(name: string): BackendHealth;
+  health(): BackendHealthInfo[];
+  healthOf(name: string): BackendHealthInfo;
   /** In its back-off period: candidates lists skip it. */
   backedOff(name: string): boolean;
   reportFailure(name: string, err: Error): void;
@@ -151,10 +139,10 @@ export function createBackendRegistry(
     return h;
   };
 
-  const view = (name: string): BackendHealth => {
+  const view = (name: string): BackendHealthInfo => {
     const h = health.get(name) ?? { failures: 0 };
     const t = now();
-    const out: BackendHealth = {
+    const out: BackendHealthInfo = {
       name,
       healthy: !(h.retryAt !== undefined && h.retryAt > t),
       consecutiveFailures: h.failures,

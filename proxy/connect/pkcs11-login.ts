@@ -7,6 +7,7 @@
 //
 // No native code here: the configuration checks and the control socket read it too.
 import { createHash } from 'node:crypto';
+import type { Pkcs11TokenInfo } from '../../rpc/control-api.js';
 import { parsePkcs11Uri, redactPkcs11Uri } from '../config/pkcs11-uri.js';
 import type { EscaperConfig } from '../config/types.js';
 import { effectiveModule } from './pkcs11-engine.js';
@@ -20,10 +21,6 @@ export interface TokenDisabled {
   reason: string;
   since: Date;
 }
-
-export type TokenState =
-  | { state: 'disabled'; uri: string; reason: string; since: Date }
-  | { state: 'ready' | 'unused'; uri: string };
 
 // PKCS#11 2.40: the C_Login answers that say the PIN itself is refused, and the token
 // flags that say it would be.
@@ -131,7 +128,7 @@ export function escaperLoginKey(escaper: EscaperConfig): string | undefined {
 }
 
 /** What `portailctl status` shows for the token of this [escaper]; undefined without one. */
-export function tokenState(escaper: EscaperConfig): TokenState | undefined {
+export function tokenState(escaper: EscaperConfig): Pkcs11TokenInfo | undefined {
   if (escaper.pkcs11Uri === undefined) return undefined;
   const uri = redactPkcs11Uri(escaper.pkcs11Uri);
   const key = escaperLoginKey(escaper);

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ServerHostKeyAlgorithm } from 'ssh2';
 import type { BackendConfig } from '../config/types.js';
 import { ConnectError, type Target } from '../types.js';
-import { abortError } from './abort.js';
+import { abortError, raceAbort } from './abort.js';
 import {
   blobType,
   fingerprint,
@@ -426,23 +426,4 @@ export function createSshConnector(
       endIfIdle();
     },
   };
-}
-
-/** `p`, or the abort's error if the signal fires first (p carries on for other waiters). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortError(signal, what));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortError(signal, what));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }

@@ -12,7 +12,7 @@ import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { ConnectError, type Target } from '../types.js';
-import { abortError } from './abort.js';
+import { abortError, raceAbort } from './abort.js';
 import { type TlsIdentity, tlsWrap } from './tls-identity.js';
 import { authority, errorForStatus, safeAuthority } from './upstream-http.js';
 
@@ -338,24 +338,6 @@ export function createH2Pool(): H2Pool {
     });
   }
 
-  function waitFor<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const onAbort = () => reject(abortError(signal, what));
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      p.then(
-        (v) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(v);
-        },
-        (e) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      );
-    });
-  }
-
   return {
     async open(req) {
       const a = safeAuthority(req.target);
@@ -379,7 +361,7 @@ export function createH2Pool(): H2Pool {
         let e = [...slot.entries].find(usable);
         let fresh = false;
         if (!e && slot.pending) {
-          const got = await waitFor(slot.pending, req.signal, `HTTP/2 to ${req.proxy}`);
+          const got = await raceAbort(slot.pending, req.signal, `HTTP/2 to ${req.proxy}`);
           if (got && usable(got)) e = got;
         }
         if (!e) {

@@ -14,9 +14,7 @@ import {
 import { packageInfo } from '../../rpc/version.js';
 import { formatHostPort, parseHostPort } from '../config/host-port.js';
 import { tokenState } from '../connect/pkcs11-login.js';
-import type { DenialInfo } from '../pipeline/pipeline.js';
 import type { ReloadResult, State } from '../state/state.js';
-import { UnknownBackendError } from '../state/state.js';
 import { explainRequest } from './explain.js';
 
 /** How many denials `portailctl why` can look back on. */
@@ -28,16 +26,18 @@ export interface ControlDeps {
   listeners: () => ListenerInfo[];
   activeConnections: () => number;
   reload: () => Promise<ReloadResult>;
+  /** A uid's user name, for the explain ACL's `client.user` (the socket table's). */
+  userName?: (uid: number) => Promise<string | undefined>;
 }
 
 export interface DaemonControl extends ControlBackend {
   /** Feed from the pipeline's onDenial. */
-  recordDenial(d: DenialInfo): void;
+  recordDenial(d: DenialRecord): void;
 }
 
 export function createControlBackend(deps: ControlDeps): DaemonControl {
   const { state } = deps;
-  const denials: DenialInfo[] = [];
+  const denials: DenialRecord[] = [];
   /** Addresses of dynamic backends set at run time (kept across reloads while the backend exists). */
   const dynamic = new Map<string, BackendSpec>();
 
@@ -54,7 +54,15 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
 
   return {
     recordDenial(d) {
-      denials.push(d);
+      // A record says what the client was told, nothing more (proxy/explain/redact.ts):
+      // its reason is the answer's first line, and with an explain ACL the deciding
+      // policy is named only there, when the explain ACL let it be.
+      const withExplainAcl = state.current().config.explainAclRulesPath !== undefined;
+      denials.push({
+        ...d,
+        reason: d.explanation.split('\n', 1)[0],
+        policy: withExplainAcl ? null : d.policy,
+      });
       if (denials.length > DENIALS_KEPT) denials.splice(0, denials.length - DENIALS_KEPT);
     },
 
@@ -66,12 +74,11 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
         // Not an InternalError without a word: a failed reload, with what failed.
         r = state.reloadFailed('rpc', err);
       }
-      return { ok: r.ok, diagnostics: r.diagnostics, ...(r.aclHash ? { aclHash: r.aclHash } : {}) };
+      return r;
     },
 
     status(): StatusInfo {
       const snap = state.current();
-      const last = state.lastReload;
       return {
         version: packageInfo().version,
         pid: process.pid,
@@ -85,7 +92,7 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
             : aclInfo(snap.explainAcl, snap.config.explainAclRulesPath, snap.loadedAt),
         activeConnections: deps.activeConnections(),
         defaultBackend: state.defaultBackend,
-        lastReload: last ? { ok: last.ok, at: last.at, diagnostics: last.diagnostics } : null,
+        lastReload: state.lastReload,
         backends: state.backends.health(),
         pkcs11: tokenState(snap.config.escaper) ?? null,
       };
@@ -114,13 +121,7 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
     },
 
     setDefaultBackend(id) {
-      try {
-        state.setDefaultBackend(id);
-      } catch (err) {
-        if (err instanceof UnknownBackendError)
-          throw new BackendNotFound(err.provided, err.available);
-        throw err;
-      }
+      state.setDefaultBackend(id);
     },
 
     updateDynamicBackend(id, spec) {
@@ -140,7 +141,9 @@ export function createControlBackend(deps: ControlDeps): DaemonControl {
     },
 
     explain(req) {
-      return explainRequest(state.current(), state.defaultBackend, req);
+      return explainRequest(state.current(), state.defaultBackend, req, {
+        userName: deps.userName,
+      });
     },
 
     recentDenials(uid, last): DenialRecord[] {

@@ -99,11 +99,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const { log, audit } = logging;
   const state = await createState({ configPath: opts.config, log, audit });
   let control: DaemonControl | undefined;
+  const socketTable = createSocketTable();
   const pipeline = createPipeline({
     state,
     audit,
     log,
-    socketTable: createSocketTable(),
+    socketTable,
     onDenial: (d) => control?.recordDenial(d),
   });
   state.onSwap((next) => pipeline.reevaluate(next).then(() => undefined));
@@ -252,6 +253,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     control = createControlBackend({
       state,
       startedAt,
+      userName: (uid) => socketTable.userName(uid),
       reload: () => reload('rpc'),
       activeConnections: () => listener.active,
       listeners: () => [

@@ -20,6 +20,7 @@ import {
 } from '../../rpc/control-api.js';
 import { canonicalIp } from '../connect/address-order.js';
 import { localTime, PROVIDED_ATTRIBUTES } from '../context/request-context.js';
+import { disclosure, explainAclContext } from '../explain/redact.js';
 import type { Snapshot } from '../state/snapshot.js';
 
 const TYPES: ReadonlyMap<string, AttrType> = new Map([...KNOWN_ATTRIBUTES, ...PROVIDED_ATTRIBUTES]);
@@ -57,10 +58,16 @@ export function convertAttr(name: string, text: string): AttrValue {
   }
 }
 
+/** What explain may look up about the caller (the socket table's user names). */
+export interface CallerLookups {
+  userName?: (uid: number) => Promise<string | undefined>;
+}
+
 export async function explainRequest(
   snap: Snapshot,
   defaultBackend: string | null,
   req: ExplainRequest,
+  lookups: CallerLookups = {},
 ): Promise<ExplainResult> {
   const literal = canonicalIp(req.host);
   const host = literal ?? normalizeHost(req.host);
@@ -89,19 +96,29 @@ export async function explainRequest(
   const ctx: AclContext = { get: (n) => values.get(n) };
   const decision = evaluate(snap.acl, ctx, { defaultBackend });
 
-  // The explain ACL decides what the caller may see; root sees everything, and without
-  // an explain ACL so does everyone (it is the user's own request being explained).
-  if (req.caller?.uid === 0 || snap.config.explainAclRulesPath === undefined) {
-    return explainResultFromDecision(decision);
+  // What the caller may see: proxy/explain/redact.ts. Root sees everything.
+  if (req.caller?.uid === 0) return explainResultFromDecision(decision);
+  const wantsUser = snap.explainAcl?.attributes.has('client.user') === true;
+  const caller =
+    req.caller === null
+      ? null
+      : {
+          uid: req.caller.uid,
+          user: wantsUser ? await lookups.userName?.(req.caller.uid) : undefined,
+        };
+  const shown = disclosure(
+    { configured: snap.config.explainAclRulesPath !== undefined, acl: snap.explainAcl },
+    explainAclContext(values, caller),
+  );
+  switch (shown.show) {
+    case 'full':
+      return explainResultFromDecision(decision);
+    case 'short':
+      return explainResultFromDecision(decision, { redact: 'short' });
+    case 'withheld':
+      return explainResultFromDecision(decision, {
+        redact: true,
+        ...(shown.help !== undefined ? { message: `details withheld: see ${shown.help}` } : {}),
+      });
   }
-  if (snap.explainAcl === null) return explainResultFromDecision(decision, { redact: true });
-  const e = evaluate(snap.explainAcl, ctx, {});
-  if (e.action === 'allow') return explainResultFromDecision(decision);
-  if (e.action === 'redirect' && e.redirect !== undefined) {
-    return explainResultFromDecision(decision, {
-      redact: true,
-      message: `details withheld: see ${e.redirect}`,
-    });
-  }
-  return explainResultFromDecision(decision, { redact: true });
 }

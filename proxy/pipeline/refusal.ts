@@ -1,27 +1,13 @@
-// What a refused client is told (SPEC 4, 5.6). Without an explain ACL: the deciding
-// policy's name, or "no policy matched". With one, evaluated over the same context:
-// `allow` = the full explanation (failed requirements with the values seen), `deny` =
-// a generic message, `redirect "URI"` = point the user to that help page.
+// What a refused client is told. How much of the decision it may see is the one rule of
+// proxy/explain/redact.ts (docs/acl.md "Explanations"); this file only words it.
 
 import { formatExplanation } from '../../acl-lang/explain.js';
-import { type CompiledAcl, type Decision, evaluate } from '../../acl-lang/index.js';
+import type { Decision } from '../../acl-lang/index.js';
 import type { RequestContext } from '../context/request-context.js';
+import { disclosure, type ExplainSetup, GENERIC_DENIAL, shortDenial } from '../explain/redact.js';
 import type { Refusal } from '../types.js';
 
-export const GENERIC_DENIAL = 'access denied by policy';
-
-/** The short form: names the deciding policy or says no policy matched. */
-export function shortDenial(d: Decision, aclLoaded: boolean): string {
-  if (d.policy !== null) return `denied by policy ${d.policy}`;
-  return aclLoaded ? 'no policy matched' : 'no policy matched (no valid ACL is loaded)';
-}
-
-export interface ExplainSetup {
-  /** An explain ACL is configured. */
-  configured: boolean;
-  /** Null when configured but not loadable: the generic message, the restrictive choice. */
-  acl: CompiledAcl | null;
-}
+export { type ExplainSetup, GENERIC_DENIAL, shortDenial };
 
 export async function refusalFor(
   d: Decision,
@@ -32,20 +18,23 @@ export async function refusalFor(
   if (d.action === 'redirect' && d.redirect !== undefined) {
     return { reason: 'denied', message: `redirected to ${d.redirect}`, redirect: d.redirect };
   }
-  if (!explain.configured) return { reason: 'denied', message: shortDenial(d, aclLoaded) };
-  if (explain.acl === null) return { reason: 'denied', message: GENERIC_DENIAL };
-  await ctx.prepare(explain.acl.attributes);
-  const e = evaluate(explain.acl, ctx, {});
-  if (e.action === 'allow') {
-    const full = d.policy === null && !aclLoaded ? shortDenial(d, aclLoaded) : formatExplanation(d);
-    return { reason: 'denied', message: full };
+  if (explain.configured && explain.acl !== null) await ctx.prepare(explain.acl.attributes);
+  const shown = disclosure(explain, ctx);
+  switch (shown.show) {
+    case 'full': {
+      const full =
+        d.policy === null && !aclLoaded ? shortDenial(d, aclLoaded) : formatExplanation(d);
+      return { reason: 'denied', message: full };
+    }
+    case 'short':
+      return { reason: 'denied', message: shortDenial(d, aclLoaded) };
+    case 'withheld':
+      return shown.help === undefined
+        ? { reason: 'denied', message: GENERIC_DENIAL }
+        : {
+            reason: 'denied',
+            message: `${GENERIC_DENIAL}: see ${shown.help}`,
+            redirect: shown.help,
+          };
   }
-  if (e.action === 'redirect' && e.redirect !== undefined) {
-    return {
-      reason: 'denied',
-      message: `${GENERIC_DENIAL}: see ${e.redirect}`,
-      redirect: e.redirect,
-    };
-  }
-  return { reason: 'denied', message: GENERIC_DENIAL };
 }

@@ -16,6 +16,7 @@ import {
   checkConfigFiles,
   formatConfigError,
   loadConfig,
+  makeDiagnostic,
 } from '../config/index.js';
 import { createDirectConnector, type DirectConnector } from '../connect/direct.js';
 import { createResolver, type Resolver } from '../connect/resolver.js';
@@ -57,6 +58,8 @@ export type BuildResult =
       files: readonly string[];
       /** Set when the configuration itself is unusable (fatal at start). */
       configError: boolean;
+      /** The configuration, when it could be read (`portail check` reports on it). */
+      config?: Config;
     };
 
 /** How an ACL file becomes a CompiledAcl: loadAclFile, or off the event loop (acl-load.ts). */
@@ -92,28 +95,26 @@ export async function buildSnapshot(
     const diagnostics = err instanceof ConfigError ? [...err.diagnostics] : [];
     return { ok: false, text: formatConfigError(err), diagnostics, files: [], configError: true };
   }
-  const fileDiags = await checkConfigFiles(config);
-  if (fileDiags.some(isError)) {
-    return {
-      ok: false,
-      text: formatDiagnostics(fileDiags),
-      diagnostics: fileDiags,
-      files: [],
-      configError: true,
-    };
-  }
   const backendsByName = backendMap(config);
   const backends = new Set(backendsByName.keys());
   const load = (path: string | undefined) =>
     path === undefined
       ? Promise.resolve(null)
       : (opts.loadAcl ?? loadAclFile)(path, { backends, attributes: ACL_ATTRIBUTES });
-  const [filter, explain] = await Promise.all([
+  // Both ACLs are loaded even when a file the configuration names is bad: every failure
+  // is reported at once (the start, a reload, `portail check`).
+  const [fileDiags, filter, explain] = await Promise.all([
+    checkConfigFiles(config),
     load(config.filterAclRulesPath),
     load(config.explainAclRulesPath),
   ]);
   const aclDiags = [...(filter?.diagnostics ?? []), ...(explain?.diagnostics ?? [])];
   const files = [...(filter?.files ?? []), ...(explain?.files ?? [])];
+  if (fileDiags.some(isError)) {
+    const diagnostics = [...fileDiags, ...aclDiags];
+    const text = formatDiagnostics(diagnostics);
+    return { ok: false, text, diagnostics, files, configError: true, config };
+  }
   const failed =
     (filter !== null && filter.acl === null) || (explain !== null && explain.acl === null);
   if (failed && !opts.lenientAcl) {
@@ -123,6 +124,7 @@ export async function buildSnapshot(
       diagnostics: aclDiags,
       files,
       configError: false,
+      config,
     };
   }
   const warnings = [...config.warnings, ...fileDiags, ...aclDiags];
@@ -143,8 +145,16 @@ export async function buildSnapshot(
       halfOpen: true,
     });
   } catch (err) {
-    const text = `${config.file}: error: ${(err as Error).message}`;
-    return { ok: false, text, diagnostics: [], files, configError: true };
+    // Unlocated (`FILE: error: …`), e.g. [dns] resolvers that c-ares refuses.
+    const d = makeDiagnostic(config.file, '', undefined, (err as Error).message);
+    return {
+      ok: false,
+      text: formatDiagnostics([d]),
+      diagnostics: [d],
+      files,
+      configError: true,
+      config,
+    };
   }
   const acl = filter?.acl ?? null;
   const snapshot: Snapshot = Object.freeze({

@@ -4,6 +4,10 @@
 // swaps, then lets listeners (the pipeline's re-evaluation of open relays) run before
 // it resolves, so "reloaded" means the new rules are in force everywhere.
 
+import {
+  BackendNotFound,
+  type ReloadResult as ControlReloadResult,
+} from '../../rpc/control-api.js';
 import type { AuditWriter, Log } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
 import { keysNeedingRestart } from '../config/restart-keys.js';
@@ -15,11 +19,8 @@ import { type AclWatcher, createAclWatcher } from './watch.js';
 
 export type ReloadTrigger = 'signal' | 'watch' | 'rpc' | 'start';
 
-export interface ReloadResult {
-  ok: boolean;
-  /** Errors when !ok (nothing changed); warnings, possibly empty, when ok. */
-  diagnostics: string;
-  aclHash?: string;
+/** The control plane's ReloadResult, with when and why the reload ran. */
+export interface ReloadResult extends ControlReloadResult {
   at: Date;
   trigger: ReloadTrigger;
 }
@@ -32,16 +33,6 @@ export class StartupError extends Error {
   }
 }
 
-export class UnknownBackendError extends Error {
-  constructor(
-    readonly provided: string,
-    readonly available: string[],
-  ) {
-    super(`backend "${provided}" not found`);
-    this.name = 'BackendNotFound';
-  }
-}
-
 export type SwapListener = (next: Snapshot, prev: Snapshot) => void | Promise<void>;
 
 export interface State {
@@ -50,7 +41,7 @@ export interface State {
   readonly defaultBackend: string | null;
   /** Connectors, dynamic backends' addresses and health (back-off), across reloads. */
   readonly backends: BackendRegistry;
-  /** Null unsets. Throws UnknownBackendError for a name not configured. */
+  /** Null unsets. Throws BackendNotFound for a name not configured. */
   setDefaultBackend(id: string | null): void;
   /**
    * Serialized: a reload asked for during another one runs after it (files may have
@@ -219,7 +210,7 @@ export async function createState(opts: StateOptions): Promise<State> {
     backends,
     setDefaultBackend(id) {
       if (id !== null && !snap.backends.has(id)) {
-        throw new UnknownBackendError(id, [...snap.backends.keys()]);
+        throw new BackendNotFound(id, [...snap.backends.keys()]);
       }
       defaultBackend = id;
     },

@@ -129,6 +129,34 @@ test('portail check: valid, and every diagnostic with its position when not', (t
   assert.match(badCfg.stderr, /portail\.toml:2:1: error: .*bogus-key/);
 });
 
+test('[metrics] listen: the daemon and portail check both say nothing serves it yet', async (t) => {
+  const p = await startPortail(t, { config: '[metrics]\nlisten = "127.0.0.1:9469"' });
+  const said =
+    /warning: \[metrics\] listen: not served by this version yet \(nothing listens on 127\.0\.0\.1:9469\)/;
+  assert.match(p.proc.output(), said);
+  const check = portail(['check', '--config', p.configPath]);
+  assert.equal(check.status, 0, check.stderr);
+  assert.match(check.stderr, said);
+  assert.match(check.stdout, /OK/);
+});
+
+test('portail check builds what the daemon builds: a file error and an ACL error in one run', (t) => {
+  const dir = tmpDir(t);
+  const cfg = join(dir, 'portail.toml');
+  writeFileSync(cfg, 'filter-acl-rules-path = "filter.acl"\n[escaper]\ncacert-file = "nope.pem"\n');
+  writeFileSync(join(dir, 'filter.acl'), 'policy a { action allw }\n');
+  const bad = portail(['check', '--config', cfg]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /portail\.toml:3:1: error: escaper\.cacert-file: cannot read/);
+  assert.match(bad.stderr, /filter\.acl:1:19: error: syntax error/);
+  assert.match(bad.stderr, /: 2 errors\n$/);
+  // The daemon refuses to start on the same files, with the same two errors.
+  const start = portail(['daemon', '--config', cfg, '--bind-proxy-address', '127.0.0.1:0']);
+  assert.notEqual(start.status, 0);
+  assert.match(start.stderr, /escaper\.cacert-file: cannot read/);
+  assert.match(start.stderr, /filter\.acl:1:19: error: syntax error/);
+});
+
 test('socket activation: a listening socket passed by systemd as "proxy" is served', async (t) => {
   const activate = requireTool(t, 'systemd-socket-activate', 'systemd');
   if (!activate) return;

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
-import { watchAbort } from '../../../proxy/connect/abort.js';
+import { raceAbort, watchAbort } from '../../../proxy/connect/abort.js';
 import { addDeadline } from '../../../proxy/deadlines.js';
+import { ConnectError } from '../../../proxy/types.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -82,4 +83,23 @@ test('watchAbort on a signal already aborted runs the watcher soon, unless unwat
   assert.deepEqual(calls, [], 'not synchronously');
   await sleep(0);
   assert.deepEqual(calls, ['late']);
+});
+
+test('raceAbort: the promise, or a timeout ConnectError on abort; one listener per signal', async () => {
+  const ac = new AbortController();
+  assert.equal(await raceAbort(Promise.resolve(7), ac.signal, 'x'), 7);
+  await assert.rejects(raceAbort(Promise.reject(new Error('own')), ac.signal, 'x'), /own/);
+  const never = new Promise<number>(() => {});
+  const races = [1, 2, 3].map((i) => raceAbort(never, ac.signal, `wait ${i}`));
+  assert.equal(getEventListeners(ac.signal, 'abort').length, 1);
+  ac.abort(new Error('deadline'));
+  for (const r of races) {
+    await assert.rejects(r, (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.equal(e.reason, 'timeout');
+      assert.match(e.message, /^wait \d aborted: deadline$/);
+      return true;
+    });
+  }
+  await assert.rejects(raceAbort(never, ac.signal, 'late'), /late aborted/);
 });

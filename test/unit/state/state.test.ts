@@ -2,7 +2,8 @@
 // rules in force, watch-acl with its debounce, the default backend.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { createState, StartupError, UnknownBackendError } from '../../../proxy/state/index.js';
+import { createState, StartupError } from '../../../proxy/state/index.js';
+import { BackendNotFound } from '../../../rpc/control-api.js';
 import { config, Lines, Records, sleep, tempDir } from '../pipeline/helpers.js';
 
 const tmp = tempDir();
@@ -201,7 +202,7 @@ test('default backend: configured, set, unset, unknown; survives a reload', asyn
   assert.equal(state.defaultBackend, 'par01');
   state.setDefaultBackend('par02');
   assert.equal(state.defaultBackend, 'par02');
-  assert.throws(() => state.setDefaultBackend('nope'), UnknownBackendError);
+  assert.throws(() => state.setDefaultBackend('nope'), BackendNotFound);
   await state.reload('rpc');
   assert.equal(state.defaultBackend, 'par02', 'a run-time choice survives a reload');
   state.setDefaultBackend(null);
