@@ -1,5 +1,5 @@
 // The configuration's public surface (SPEC section 3).
-export { type CheckOptions, checkConfigFiles } from './check.js';
+export { type CheckOptions, checkConfigFiles, keyDiagnostic } from './check.js';
 export {
   ConfigError,
   formatConfigError,
@@ -7,7 +7,6 @@ export {
   formatDiagnostics,
   formatKeyPath,
 } from './errors.js';
-export { formatHostPort, parseHostPort } from './host-port.js';
 export {
   configSource,
   defaultConfigPath,

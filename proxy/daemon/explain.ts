@@ -18,8 +18,8 @@ import {
   explainResultFromDecision,
   InvalidRequest,
 } from '../../rpc/control-api.js';
-import { canonicalIp } from '../connect/address-order.js';
 import { localTime, PROVIDED_ATTRIBUTES } from '../context/request-context.js';
+import { canonicalIp } from '../net/ip.js';
 import type { Snapshot } from '../state/snapshot.js';
 
 const TYPES: ReadonlyMap<string, AttrType> = new Map([...KNOWN_ATTRIBUTES, ...PROVIDED_ATTRIBUTES]);
@@ -43,7 +43,7 @@ export function convertAttr(name: string, text: string): AttrValue {
         throw bad('a duration (e.g. 30s, 15m, 12h, 1d, 2wk)');
       }
     case 'ip': {
-      const ip = canonicalIp(text);
+      const ip = canonicalIp(text, 'keep');
       if (ip === null) throw bad('an IP address');
       return ip;
     }
@@ -62,6 +62,8 @@ export async function explainRequest(
   defaultBackend: string | null,
   req: ExplainRequest,
 ): Promise<ExplainResult> {
+  // The destination as a client would name it: a zone id names none (proxy/listen/README.md
+  // "Destinations").
   const literal = canonicalIp(req.host);
   const host = literal ?? normalizeHost(req.host);
   if (host === null) throw new InvalidRequest(`"${req.host}" is not a host name or IP address`);
