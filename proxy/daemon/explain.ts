@@ -62,9 +62,9 @@ export async function explainRequest(
   defaultBackend: string | null,
   req: ExplainRequest,
 ): Promise<ExplainResult> {
-  // The destination as a client would name it: a zone id names none (proxy/listen/README.md
-  // "Destinations").
-  const literal = canonicalIp(req.host);
+  // Zone ids kept: the host is then judged by normalizeHost below, which is more lenient
+  // than the front-ends' normalizeTargetHost (listen/target.ts) anyway.
+  const literal = canonicalIp(req.host, 'keep');
   const host = literal ?? normalizeHost(req.host);
   if (host === null) throw new InvalidRequest(`"${req.host}" is not a host name or IP address`);
   const values = new Map<string, AttrValue>([
