@@ -1,7 +1,8 @@
 // HOST:PORT, the one grammar and the one spelling used by the configuration, the daemon,
-// the control socket and the command lines (docs/configuration.md, "Addresses"): a DNS
-// name, an IPv4 literal, or an IPv6 literal in brackets ("[::1]:1080"), then a port
-// 1-65535. Pure: proxy/ and rpc/ both import it (docs/DECISIONS.md, "One host:port").
+// the control socket and the command lines (docs/configuration.md, "Error messages"): a
+// DNS name, an IPv4 literal, or an IPv6 literal in brackets ("[::1]:1080"), then a port
+// 1-65535. Pure: proxy/ and rpc/ both import it (docs/DECISIONS.md, "The net room and
+// the single address helpers").
 import { isIP } from 'node:net';
 
 export interface HostPort {
