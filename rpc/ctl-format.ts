@@ -1,6 +1,8 @@
 // portailctl's human-readable output, from the wire replies (snake_case, as
 // io.portail.Control and fr.gouv.portail.Control define them).
 
+import { formatHostPort } from '../common/host-port.js';
+
 type Obj = Record<string, unknown>;
 
 /** `key: value` lines with the values aligned; multi-line values are indented under theirs. */
@@ -164,7 +166,7 @@ export function formatDenials(denials: Obj[], ownUid: number | undefined): strin
     .map((d) => {
       const other = d.uid !== ownUid;
       const who = other ? ` ${d.user ?? (d.uid === null ? '(unknown user)' : `uid ${d.uid}`)}` : '';
-      const what = `${String(d.host).includes(':') ? `[${d.host}]` : d.host}:${d.port}`;
+      const what = formatHostPort({ host: String(d.host), port: d.port as number });
       const proc = d.process ? ` (${d.process})` : '';
       const head = `${d.time}${who} ${what}${proc}: ${d.reason}`;
       const expl = String(d.explanation ?? '').trim();

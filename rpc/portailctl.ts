@@ -3,9 +3,9 @@
 // Exit codes: 0 success, 1 refused or failed (message on stderr), 2 usage error,
 // 3 daemon unreachable.
 import { Command, CommanderError } from 'commander';
+import { formatHostPort, parseHostPort } from '../common/host-port.js';
 import { ProtocolError, UnreachableError, VarlinkClient } from './client.js';
 import { formatBackends, formatDenials, formatExplain, formatStatus } from './ctl-format.js';
-import { formatHostPort, parseHostMaybePort, parseHostPort } from './host-port.js';
 import { Socks5Error, socks5Connect } from './socks5-connect.js';
 import { VarlinkError } from './varlink-codec.js';
 import { packageInfo } from './version.js';
@@ -171,7 +171,8 @@ async function cmdExplain(
   target: string,
   o: { user?: string; uid?: string; attr: string[] },
 ): Promise<void> {
-  const hp = parseHostMaybePort(target);
+  // The host is the daemon's to judge (a destination, IDNA included).
+  const hp = parseHostPort(target, { portOptional: true, host: 'any' });
   if ('error' in hp) throw new UsageError(`explain: ${hp.error}`);
   const params: Obj = { host: hp.host, port: hp.port ?? 443, attrs: parseAttrs(o.attr) };
   if (o.user !== undefined) params.user = o.user;
@@ -206,7 +207,7 @@ function proxyAddress(status: Obj): { host: string; port: number } {
 }
 
 async function cmdConnect(g: Globals, host: string, portText: string): Promise<number> {
-  const hp = parseHostMaybePort(host);
+  const hp = parseHostPort(host, { portOptional: true, host: 'any' });
   if ('error' in hp || hp.port !== undefined)
     throw new UsageError(`connect: invalid host "${host}"`);
   const port = /^\d{1,5}$/.test(portText) ? Number(portText) : 0;

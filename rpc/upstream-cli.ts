@@ -4,8 +4,8 @@
 // written for upstream keep working.
 import os from 'node:os';
 import type { Command } from 'commander';
+import { formatHostPort, parseHostPort } from '../common/host-port.js';
 import { ProtocolError, UnreachableError, VarlinkClient } from './client.js';
-import { formatHostPort, parseHostPort } from './host-port.js';
 import { UPSTREAM_INTERFACE } from './interfaces.js';
 import { VarlinkError } from './varlink-codec.js';
 

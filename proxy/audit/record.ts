@@ -3,6 +3,7 @@
 // never has to guess. Built only from the explicit fields below: no request header, token, key or
 // password can reach the log by accident.
 import type { ActionKind } from '../../acl-lang/types.js';
+import { formatHostPort } from '../../common/host-port.js';
 
 export type AuditEvent = 'decision' | 'close' | 'reload' | 'error';
 
@@ -57,9 +58,12 @@ export function auditRecord(event: AuditEvent, fields: Partial<AuditRecord> = {}
   return { event, ...EMPTY_FIELDS, tags: [], ...fields };
 }
 
-/** `ip:port`, IPv6 in brackets. */
+/**
+ * `ip:port`: kept for proxy/pipeline's callers until they import formatHostPort
+ * (issue 19: the pipeline is being split meanwhile).
+ */
 export function formatEndpoint(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+  return formatHostPort({ host: ip, port });
 }
 
 /** Whitespace other than single spaces (rare: checked without a regular expression). */
@@ -74,7 +78,7 @@ function needsFolding(s: string): boolean {
  * same in any locale.
  */
 export function auditMessage(r: AuditRecord): string {
-  const dest = r.host !== null ? formatEndpoint(r.host, r.port ?? 0) : '?';
+  const dest = r.host !== null ? formatHostPort({ host: r.host, port: r.port ?? 0 }) : '?';
   // Written for every request: plain concatenation, no intermediate arrays.
   let who = r.client ?? '';
   const user = r.user ?? (r.uid !== null ? `uid ${r.uid}` : null);

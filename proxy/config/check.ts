@@ -7,7 +7,7 @@ import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute } from 'node:path';
 import type { Diagnostic } from '../../acl-lang/types.js';
-import { engineRestartReason } from '../connect/pkcs11-engine.js';
+import { formatHostPort } from '../../common/host-port.js';
 import {
   disabledLogin,
   disabledMessage,
@@ -15,7 +15,6 @@ import {
   rememberPin,
 } from '../connect/pkcs11-login.js';
 import { formatKeyPath, makeDiagnostic, sortDiagnostics } from './errors.js';
-import { formatHostPort } from './host-port.js';
 import { configSource } from './load.js';
 import { findSpan, type KeyPath } from './locate.js';
 import { parsePkcs11Uri } from './pkcs11-uri.js';
@@ -27,6 +26,24 @@ export interface CheckOptions {
 }
 
 type Report = (at: KeyPath, message: string, severity?: 'error' | 'warning') => void;
+
+/** A diagnostic about the key at `at` of a loaded configuration, placed on that key. */
+export function keyDiagnostic(
+  config: Config,
+  at: KeyPath,
+  message: string,
+  severity: 'error' | 'warning' = 'error',
+): Diagnostic {
+  const source = configSource(config);
+  const span = source ? findSpan(source.spans, at) : undefined;
+  return makeDiagnostic(
+    source?.name ?? config.file,
+    source?.text ?? '',
+    span,
+    `${formatKeyPath(at)}: ${message}`,
+    severity,
+  );
+}
 
 function errnoText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
@@ -262,17 +279,18 @@ export async function checkConfigFiles(
   opts: CheckOptions = {},
 ): Promise<Diagnostic[]> {
   const now = opts.now ?? new Date();
-  const source = configSource(config);
   const diagnostics: Diagnostic[] = [];
+  const report: Report = (at, message, severity = 'error') => {
+    diagnostics.push(keyDiagnostic(config, at, message, severity));
+  };
   /** A diagnostic positioned on the key `at`, whose text is `text` as is. */
   const note = (at: KeyPath, text: string, severity: 'error' | 'warning') => {
+    const source = configSource(config);
     const span = source ? findSpan(source.spans, at) : undefined;
     diagnostics.push(
       makeDiagnostic(source?.name ?? config.file, source?.text ?? '', span, text, severity),
     );
   };
-  const report: Report = (at, message, severity = 'error') =>
-    note(at, `${formatKeyPath(at)}: ${message}`, severity);
 
   const { listener, escaper } = config;
   const jobs: Promise<unknown>[] = [
@@ -297,13 +315,6 @@ export async function checkConfigFiles(
     plainFile(['escaper', 'pkcs11-module'], escaper.pkcs11Module, report),
     pkcs11Settings(escaper, report),
   ];
-  // A reload cannot move the running pkcs11 engine to another module: refuse it rather
-  // than keep signing with the old module's key (never true at start or in `check`).
-  const restart = engineRestartReason(escaper);
-  if (restart) {
-    const at = escaper.pkcs11Module !== undefined ? 'pkcs11-module' : 'pkcs11-uri';
-    report(['escaper', at], `cannot change without a restart: ${restart}`);
-  }
   if (config.geoip.database) {
     const at = ['geoip', 'database'];
     const path = config.geoip.database;

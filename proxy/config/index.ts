@@ -1,5 +1,5 @@
 // The configuration's public surface (docs/configuration.md).
-export { type CheckOptions, checkConfigFiles } from './check.js';
+export { type CheckOptions, checkConfigFiles, keyDiagnostic } from './check.js';
 export {
   ConfigError,
   formatConfigError,
@@ -8,7 +8,6 @@ export {
   formatKeyPath,
   makeDiagnostic,
 } from './errors.js';
-export { formatHostPort, parseHostPort } from './host-port.js';
 export {
   configSource,
   defaultConfigPath,

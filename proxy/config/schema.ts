@@ -4,8 +4,8 @@
 // that tie several keys together are in rules.ts.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { isHostname, parseHostPort } from '../../common/host-port.js';
 import { parseDuration } from './durations.js';
-import { isHostname, isResolverAddress, parseHostPort } from './host-port.js';
 import type { AuditSink, BackendType, HostPort, LogLevel } from './types.js';
 
 /** A value, or an error message (with `at`, the index of the offending array element). */
@@ -134,6 +134,13 @@ const serverName = () =>
     if (!isHostname(v) && isIP(v) === 0) return { error: `"${v}" is not a valid host name` };
     return { value: v };
   });
+
+/** A DNS resolver: an IP address, optionally with a port ("1.1.1.1", "::1", "[::1]:53", "1.1.1.1:53"). */
+function isResolverAddress(text: string): boolean {
+  if (isIP(text) !== 0) return true;
+  const hp = parseHostPort(text);
+  return !('error' in hp) && isIP(hp.host) !== 0;
+}
 
 const resolvers = () =>
   leaf<string[]>((v) => {

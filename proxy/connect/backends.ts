@@ -10,8 +10,8 @@
 // the backend speaks the client's own protocol.
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { formatHostPort } from '../../common/host-port.js';
 import type { BackendHealthInfo } from '../../rpc/control-api.js';
-import { formatHostPort } from '../config/host-port.js';
 import type {
   BackendConfig,
   Config,
@@ -19,10 +19,10 @@ import type {
   HostPort,
   ListenerConfig,
 } from '../config/types.js';
+import type { Resolver } from '../net/resolver.js';
 import { ConnectError, type ProxyProtocol, type Target } from '../types.js';
 import { watchAbort } from './abort.js';
 import { createDirectConnector, type DirectConnector } from './direct.js';
-import type { Resolver } from './resolver.js';
 import { createSshConnector, type SshConnector } from './ssh.js';
 import { loadTlsIdentity, type TlsIdentity, tlsWrap } from './tls-identity.js';
 import {

@@ -4,12 +4,14 @@
 // DNS-rebinding safety: when the pipeline passes `addresses` (the ones the ACL saw as
 // dst.ip), we connect to those and only those, never resolving the name again.
 import net from 'node:net';
+import { formatHostPort } from '../../common/host-port.js';
 import { addDeadline } from '../deadlines.js';
-import { relaySocket } from '../relay/fast-read.js';
+import { happyEyeballsOrder } from '../net/address-order.js';
+import { relaySocket } from '../net/fast-read.js';
+import { canonicalIp } from '../net/ip.js';
+import type { Resolver } from '../net/resolver.js';
 import { ConnectError, type Target } from '../types.js';
 import { abortError, watchAbort } from './abort.js';
-import { canonicalIp, happyEyeballsOrder } from './address-order.js';
-import type { Resolver } from './resolver.js';
 
 /** RFC 8305 "Connection Attempt Delay": the next address is tried after this, or as soon as the previous attempt fails. */
 export const CONNECTION_ATTEMPT_DELAY_MS = 250;
@@ -50,7 +52,7 @@ export function createDirectConnector(options: DirectConnectorOptions): DirectCo
     throw new TypeError('connect timeout must be a positive number of milliseconds');
   let localAddress: string | undefined;
   if (options.outgoingAddress !== undefined) {
-    const canonical = canonicalIp(options.outgoingAddress);
+    const canonical = canonicalIp(options.outgoingAddress, 'keep');
     if (canonical === null)
       throw new TypeError(`outgoing-address "${options.outgoingAddress}" is not an IP address`);
     localAddress = canonical;
@@ -96,7 +98,7 @@ export function createDirectConnector(options: DirectConnectorOptions): DirectCo
     // connecting in this very call, without a round of promise resolutions first.
     connect(target, opts = {}) {
       const { signal } = opts;
-      const label = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+      const label = formatHostPort(target);
       try {
         if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
           throw new ConnectError('internal', `invalid destination port in ${label}`);
@@ -104,13 +106,13 @@ export function createDirectConnector(options: DirectConnectorOptions): DirectCo
         if (signal?.aborted) throw abortError(signal, `connect to ${label}`);
         if (opts.addresses !== undefined) {
           const addresses = opts.addresses
-            .map((a) => canonicalIp(a))
+            .map((a) => canonicalIp(a, 'keep'))
             .filter((a): a is string => a !== null);
           if (addresses.length === 0)
             throw new ConnectError('dns', `no address to connect to for ${label}`);
           return attempt(target, label, addresses, signal);
         }
-        const literal = canonicalIp(target.host);
+        const literal = canonicalIp(target.host, 'keep');
         if (literal !== null) return attempt(target, label, [literal], signal);
       } catch (err) {
         return Promise.reject(err);
@@ -135,7 +137,7 @@ function race(
   label: string,
   o: RaceOptions,
 ): Promise<net.Socket> {
-  const literal = canonicalIp(target.host);
+  const literal = canonicalIp(target.host, 'keep');
   return new Promise((resolve, reject) => {
     const attempts = new Map<net.Socket, { cancelDeadline: () => void; cleanup: () => void }>();
     const failures: ConnectError[] = [];
@@ -184,7 +186,7 @@ function race(
       const where = address === literal ? label : `${label} via ${address}`;
       let sock: net.Socket;
       try {
-        // relaySocket: the relay can then read it into one reused buffer (relay/fast-read.ts).
+        // relaySocket: the relay can then read it into one reused buffer (net/fast-read.ts).
         sock = relaySocket({ allowHalfOpen: o.allowHalfOpen }).connect({
           host: address,
           port: target.port,

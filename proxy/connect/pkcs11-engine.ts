@@ -1,6 +1,6 @@
 // How OpenSSL's pkcs11 engine (libp11) is loaded into this process, kept apart from
-// pkcs11.ts (which needs the native pkcs11js) so that the configuration checks can ask
-// "would this identity need a restart?" cheaply.
+// pkcs11.ts (which needs the native pkcs11js) so that reload validation
+// (state/engine-restart.ts) can ask "would this identity need a restart?" cheaply.
 //
 // The engine is asked for by its id, `pkcs11`, with OPENSSL_ENGINES pointing at the
 // folder of the engine file. Asking by absolute path (what Node documents) makes

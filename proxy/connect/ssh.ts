@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ServerHostKeyAlgorithm } from 'ssh2';
+import { formatHostPort } from '../../common/host-port.js';
 import type { BackendConfig } from '../config/types.js';
 import { ConnectError, type Target } from '../types.js';
 import { abortError, raceAbort } from './abort.js';
@@ -57,10 +58,6 @@ const SUPPORTED_HOST_KEY_ALGORITHMS = [
 /** SSH_MSG_CHANNEL_OPEN_FAILURE reason codes (RFC 4254 5.1). */
 const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
 const OPEN_CONNECT_FAILED = 2;
-
-function hostLabel(host: string, port: number): string {
-  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
-}
 
 function errnoOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown })?.code;
@@ -126,7 +123,7 @@ export function createSshConnector(
     const addr = backend.targetAddress;
     if (!addr)
       throw new ConnectError('internal', `SSH backend ${backend.name} has no target address yet`);
-    const bastion = hostLabel(addr.host, addr.port);
+    const bastion = formatHostPort(addr);
     const name = knownHostsName(addr.host, addr.port);
     const khFile = backend.knownHosts;
     if (!khFile)
@@ -336,7 +333,7 @@ export function createSshConnector(
     signal: AbortSignal,
   ): Promise<Duplex> {
     const addr = backend.targetAddress;
-    const bastion = addr ? hostLabel(addr.host, addr.port) : backend.name;
+    const bastion = addr ? formatHostPort(addr) : backend.name;
     return new Promise<Duplex>((resolve, reject) => {
       let settled = false;
       const finish = () => {
@@ -386,7 +383,7 @@ export function createSshConnector(
 
   return {
     async connect(target, signal, dial) {
-      const label = hostLabel(target.host, target.port);
+      const label = formatHostPort(target);
       if (closed) throw new ConnectError('internal', `SSH backend ${backend.name} is closed`);
       if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535)
         throw new ConnectError('internal', `invalid destination port in ${label}`);

@@ -11,10 +11,11 @@
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { formatHostPort } from '../../common/host-port.js';
 import { ConnectError, type Target } from '../types.js';
 import { abortError, raceAbort } from './abort.js';
 import { type TlsIdentity, tlsWrap } from './tls-identity.js';
-import { authority, errorForStatus, safeAuthority } from './upstream-http.js';
+import { errorForStatus, safeAuthority } from './upstream-http.js';
 
 /** What we offer by ALPN to an identity-aware HTTP backend, preferred first. */
 export const ALPN_OFFER = ['h2', 'http/1.1'];
@@ -295,7 +296,7 @@ export function createH2Pool(): H2Pool {
         settle(null);
         return socket;
       }
-      const e = adopt(slot, socket, authority({ host: req.host, port: 443 }), req);
+      const e = adopt(slot, socket, formatHostPort({ host: req.host, port: 443 }), req);
       // The peer's SETTINGS (sent with its preface) say how many streams it takes:
       // before them, a burst of requests could all be queued on this one session.
       await settings(e, req);
@@ -344,7 +345,7 @@ export function createH2Pool(): H2Pool {
       if (a === null) {
         throw new ConnectError(
           'internal',
-          `invalid destination ${JSON.stringify(authority(req.target))}`,
+          `invalid destination ${JSON.stringify(formatHostPort(req.target))}`,
         );
       }
       let slot = slots.get(req.name);

@@ -3,6 +3,7 @@
 // because a proxy in the middle must never be tricked into relaying a half-parsed
 // answer as if it were the origin's bytes.
 import type { Duplex } from 'node:stream';
+import { formatHostPort } from '../../common/host-port.js';
 import { ConnectError, type Target } from '../types.js';
 import { abortError } from './abort.js';
 
@@ -12,17 +13,12 @@ export const MAX_RESPONSE_HEAD = 16 * 1024;
 const STATUS_LINE = /^HTTP\/1\.[01] ([1-5]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 const HEADER_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*$/;
 
-/** `host:port` as a request target (IPv6 literals in brackets). */
-export function authority(t: Target): string {
-  return `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
-}
-
 /**
  * The authority for a CONNECT request, or null when it holds characters a normalised
  * host never carries: refused rather than risk header injection.
  */
 export function safeAuthority(t: Target): string | null {
-  const a = authority(t);
+  const a = formatHostPort(t);
   return /^[A-Za-z0-9._~:[\]-]+$/.test(a) ? a : null;
 }
 
@@ -132,7 +128,10 @@ export function httpConnect(
     const a = safeAuthority(target);
     if (a === null) {
       finish(
-        new ConnectError('internal', `invalid destination ${JSON.stringify(authority(target))}`),
+        new ConnectError(
+          'internal',
+          `invalid destination ${JSON.stringify(formatHostPort(target))}`,
+        ),
       );
       return;
     }

@@ -5,8 +5,8 @@
 
 import { KNOWN_ATTRIBUTES } from '../../acl-lang/attributes.js';
 import type { AclContext, AttrType, AttrValue } from '../../acl-lang/types.js';
-import { canonicalIp } from '../connect/address-order.js';
-import type { Resolver } from '../connect/resolver.js';
+import { canonicalIp } from '../net/ip.js';
+import type { Resolver } from '../net/resolver.js';
 import {
   type CertFacts,
   type ClientFacts,
@@ -97,9 +97,9 @@ export class RequestContext implements AclContext {
     private readonly request: RequestFacts,
     private readonly services: ContextServices,
   ) {
-    this.clientIp = canonicalIp(request.client.ip) ?? undefined;
+    this.clientIp = canonicalIp(request.client.ip, 'keep') ?? undefined;
     // An IP literal is its own dst.ip: no DNS, nothing to rebind.
-    const literal = canonicalIp(request.target.host);
+    const literal = canonicalIp(request.target.host, 'keep');
     if (literal !== null) {
       this.literalDst = literal;
       this.addresses = [literal];
@@ -264,7 +264,7 @@ export class RequestContext implements AclContext {
    * pass the connector only those that are allowed.
    */
   withDstIp(ip: string): AclContext {
-    const canonical = canonicalIp(ip) ?? ip;
+    const canonical = canonicalIp(ip, 'keep') ?? ip;
     return { get: (name) => (name === 'dst.ip' ? canonical : this.get(name)) };
   }
 

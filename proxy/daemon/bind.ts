@@ -1,7 +1,7 @@
 // `--bind-proxy-address HOST:PORT` (repeatable; IPv6 in brackets). Port 0 asks the
 // kernel for a free port (tests, ad-hoc runs); the ready line prints the real one.
 import net from 'node:net';
-import { formatHostPort, parseHostPort } from '../config/host-port.js';
+import { formatHostPort, parseHostPort } from '../../common/host-port.js';
 
 export const DEFAULT_PROXY_ADDRESS = '127.0.0.1:1080';
 

@@ -1,5 +1,7 @@
 // The daemon's side of the control socket (rpc/control-api.ts): reload, status,
 // backends, explain, recent denials — each a few lines over the state snapshot.
+
+import { formatHostPort, parseHostPort } from '../../common/host-port.js';
 import {
   type BackendInfo,
   BackendNotFound,
@@ -12,7 +14,6 @@ import {
   type StatusInfo,
 } from '../../rpc/control-api.js';
 import { packageInfo } from '../../rpc/version.js';
-import { formatHostPort, parseHostPort } from '../config/host-port.js';
 import { tokenState } from '../connect/pkcs11-login.js';
 import type { ReloadResult, State } from '../state/state.js';
 import { explainRequest } from './explain.js';

@@ -2,12 +2,13 @@
 // sockets, then reload and graceful stop. Socket activation, sd_notify and the control
 // socket plug in here (systemd/, rpc/) without touching the data path.
 import net from 'node:net';
+import { formatHostPort } from '../../common/host-port.js';
 import { createAuthorizer } from '../../rpc/authorize.js';
 import { bindControlSocket } from '../../rpc/bind.js';
 import { type ControlServer, createControlServer } from '../../rpc/server.js';
 import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
-import { ConfigError, formatConfigError, formatHostPort, loadConfig } from '../config/index.js';
+import { ConfigError, formatConfigError, loadConfig } from '../config/index.js';
 import { disabledMessage, onTokenDisabled } from '../connect/pkcs11-login.js';
 import { installGeoDatabase, openGeoDatabase } from '../context/geoip.js';
 import { createSocketTable } from '../context/socket-table.js';

@@ -18,9 +18,9 @@ import {
   explainResultFromDecision,
   InvalidRequest,
 } from '../../rpc/control-api.js';
-import { canonicalIp } from '../connect/address-order.js';
 import { localTime, PROVIDED_ATTRIBUTES } from '../context/request-context.js';
 import { disclosure, explainAclContext } from '../explain/redact.js';
+import { canonicalIp } from '../net/ip.js';
 import type { Snapshot } from '../state/snapshot.js';
 
 const TYPES: ReadonlyMap<string, AttrType> = new Map([...KNOWN_ATTRIBUTES, ...PROVIDED_ATTRIBUTES]);
@@ -44,7 +44,7 @@ export function convertAttr(name: string, text: string): AttrValue {
         throw bad('a duration (e.g. 30s, 15m, 12h, 1d, 2wk)');
       }
     case 'ip': {
-      const ip = canonicalIp(text);
+      const ip = canonicalIp(text, 'keep');
       if (ip === null) throw bad('an IP address');
       return ip;
     }
@@ -69,7 +69,9 @@ export async function explainRequest(
   req: ExplainRequest,
   lookups: CallerLookups = {},
 ): Promise<ExplainResult> {
-  const literal = canonicalIp(req.host);
+  // Zone ids kept: the host is then judged by normalizeHost below, which is more lenient
+  // than the front-ends' normalizeTargetHost (listen/target.ts) anyway.
+  const literal = canonicalIp(req.host, 'keep');
   const host = literal ?? normalizeHost(req.host);
   if (host === null) throw new InvalidRequest(`"${req.host}" is not a host name or IP address`);
   const values = new Map<string, AttrValue>([

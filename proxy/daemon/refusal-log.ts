@@ -4,9 +4,11 @@
 // malformed requests — rate-limited per kind (audit/flood-guard.ts): the first ones are
 // written as they come, the rest summarised once per interval. A flood then costs
 // counters, not megabytes of journal (docs/security.md, "Logs and audit records").
+
+import { formatHostPort } from '../../common/host-port.js';
 import { createFloodGuard, type FloodGuardOptions } from '../audit/flood-guard.js';
 import type { AuditWriter, Log } from '../audit/logging.js';
-import { auditRecord, formatEndpoint } from '../audit/record.js';
+import { auditRecord } from '../audit/record.js';
 
 export interface RefusalLog {
   /** A connection refused because max-connections was reached (a log warning). */
@@ -94,7 +96,10 @@ export function createRefusalLog(
       const ok = admit(`connection ${cause}`, auditSummary(`connections refused (${cause})`));
       if (ok)
         audit.write(
-          auditRecord('error', { client: formatEndpoint(client.ip, client.port), reason }),
+          auditRecord('error', {
+            client: formatHostPort({ host: client.ip, port: client.port }),
+            reason,
+          }),
         );
     },
     malformed(client, protocol, reason) {
@@ -105,7 +110,7 @@ export function createRefusalLog(
       if (ok)
         audit.write(
           auditRecord('error', {
-            client: formatEndpoint(client.ip, client.port),
+            client: formatHostPort({ host: client.ip, port: client.port }),
             protocol,
             reason: `malformed request: ${reason}`,
           }),

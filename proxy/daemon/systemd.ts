@@ -25,8 +25,8 @@ import {
   type Watchdog,
 } from '../../systemd/index.js';
 import type { Log } from '../audit/logging.js';
+import { relaySocket } from '../net/fast-read.js';
 import type { DataPlane, HandedOver } from '../pipeline/pipeline.js';
-import { relaySocket } from '../relay/fast-read.js';
 import { type HandoverRecord, parseHandoverRecord } from '../relay/handover.js';
 
 export type ListenerSource = 'systemd' | 'fdstore' | 'bound';
@@ -167,7 +167,7 @@ export async function handOver(items: HandedOver[], log: Log): Promise<number> {
       }
       try {
         // net.Socket.read() starts the handle reading again on sockets made with
-        // `onread` (proxy/relay/fast-read.ts), and detachSockets() calls read() to take
+        // `onread` (proxy/net/fast-read.ts), and detachSockets() calls read() to take
         // out what was buffered: the kernel's next bytes would then land in this process
         // and be lost. Use the plain stream read(), which only drains the buffer.
         for (const s of [h.client, h.upstream]) {

@@ -1,7 +1,7 @@
 // How a handshake (protocol detection, then the SOCKS5 greeting and request) reads its
 // client: chunk by chunk, each in the read's own callback, handed from detection to
 // the front-end without stopping. An accepted socket the listener adopted
-// (relay/fast-read.ts) delivers its chunks straight from its read callback: no stream
+// (net/fast-read.ts) delivers its chunks straight from its read callback: no stream
 // 'data' events, and no stop and restart of the kernel reads between detection, the
 // greeting and the relay (each pause()/resume() of such a socket is a readStop/
 // readStart of its handle, that is epoll_ctl calls, on every set-up). Any other socket
@@ -9,7 +9,7 @@
 
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { readSinkOf } from '../relay/fast-read.js';
+import { readSinkOf } from '../net/fast-read.js';
 
 export interface HandshakeReader {
   /** Where the next chunk goes; detection hands on to the front-end by replacing it. */

@@ -6,10 +6,10 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { formatHostPort } from '../../common/host-port.js';
 import type { ForwardOutcome, HttpFacts, Target } from '../types.js';
 import type { FrontEndContext } from './frontend.js';
 import { refusalAnswer } from './http-refusal.js';
-import { formatAuthority } from './target.js';
 import { INTERNAL_REFUSAL } from './tunnel.js';
 
 /** Fields that describe one connection, never forwarded (RFC 9110 7.6.1), plus ours. */
@@ -46,7 +46,7 @@ export function endToEndHeaders(raw: readonly string[], drop: ReadonlySet<string
 }
 
 export function hostHeader(target: Target): string {
-  return target.port === 80 ? formatAuthority(target).replace(/:80$/, '') : formatAuthority(target);
+  return target.port === 80 ? formatHostPort(target).replace(/:80$/, '') : formatHostPort(target);
 }
 
 export function sendRefusal(

@@ -5,7 +5,8 @@
 // Nothing here blocks: an idle client costs a deadline entry and a listener, never a wait.
 import type { Socket } from 'node:net';
 import { addDeadline } from '../deadlines.js';
-import { adoptReads } from '../relay/fast-read.js';
+import { adoptReads } from '../net/fast-read.js';
+import { socketIp } from '../net/ip.js';
 import type { CertFacts, ClientFacts, Pipeline } from '../types.js';
 import { answerAndClose, LINGER_MS } from './close.js';
 import { DETECT_MAX_BYTES, type DetectedProtocol, detectProtocol } from './detect.js';
@@ -15,7 +16,6 @@ import { createHttp1FrontEnd } from './http1.js';
 import { createHttp2FrontEnd } from './http2.js';
 import { readProxyHeader } from './proxy-protocol.js';
 import { serveSocks5 } from './socks5.js';
-import { socketIp } from './target.js';
 import type { ServeDecrypted } from './tls.js';
 
 export interface ProxyListenerOptions {
@@ -136,7 +136,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
       return;
     }
     open.add(socket);
-    // Reads into the shared buffer from the first byte on (relay/fast-read.ts): a
+    // Reads into the shared buffer from the first byte on (net/fast-read.ts): a
     // handshake's small reads are copied out instead of each allocating a 64 KiB
     // buffer, and the relay later reads the same way. Everything else sees a plain
     // socket ('data', unshift, and native consumers — TLS, the HTTP parsers — which

@@ -4,7 +4,7 @@
 // oversized or absent closes the connection, because what it carries (the client's
 // address) feeds the ACL and the audit log.
 import net, { type Socket } from 'node:net';
-import { socketIp } from './target.js';
+import { socketIp } from '../net/ip.js';
 
 /** v1 headers are at most 107 bytes including CRLF (the protocol's own bound). */
 export const V1_MAX_BYTES = 107;

@@ -12,6 +12,8 @@
 // record with the payload bytes of both directions.
 import dgram from 'node:dgram';
 import { isIP, type Socket } from 'node:net';
+import { formatHostPort } from '../../common/host-port.js';
+import { canonicalIp, socketIp } from '../net/ip.js';
 import type { Refusal, Target } from '../types.js';
 import { answerAndClose } from './close.js';
 import type { FrontEndContext } from './frontend.js';
@@ -32,7 +34,6 @@ import {
   REP_SUCCEEDED,
   replyCodeFor,
 } from './socks5-wire.js';
-import { canonicalIp, formatAuthority, socketIp } from './target.js';
 
 /** Datagrams held per destination while its decision, or its name's resolution, is pending. */
 const MAX_QUEUED = 16;
@@ -219,7 +220,7 @@ export function startUdpAssociation(
     if (clientPort === 0) clientPort = rinfo.port;
     const data = msg.subarray(4 + fieldLength + 2);
     const target = { host, port };
-    const key = formatAuthority(target);
+    const key = formatHostPort(target);
     let dest = destinations.get(key);
     if (dest === undefined) {
       if (pending >= MAX_PENDING) return;

@@ -3,8 +3,9 @@
 // handshake and the UDP relay header.
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { canonicalIp } from '../net/ip.js';
 import type { RejectReason } from '../types.js';
-import { canonicalIp, normalizeTargetHost } from './target.js';
+import { normalizeTargetHost } from './target.js';
 
 export const SOCKS_VERSION = 0x05;
 export const METHOD_NO_AUTH = 0x00;

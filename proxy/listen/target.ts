@@ -5,7 +5,7 @@
 // string, so the ACL sees what is dialled.
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
-import ipaddr from 'ipaddr.js';
+import { canonicalIp } from '../net/ip.js';
 import type { Target } from '../types.js';
 
 const ASCII_NAME = /^[A-Za-z0-9_.-]+$/;
@@ -13,30 +13,6 @@ const LABEL = /^[a-z0-9_-]{1,63}$/;
 // WHATWG "ends in a number": such a name is an IPv4 address in another spelling
 // (`2130706433`, `0x7f.1`), which getaddrinfo would accept too.
 const NUMERIC_LABEL = /^(0x[0-9a-f]*|[0-9]+)$/;
-
-/**
- * Canonical text of an IP literal (brackets allowed): IPv4 dotted quad, IPv6 compressed
- * lower case, IPv4-mapped IPv6 as plain IPv4. Zone ids are refused. Null if not an IP.
- */
-export function canonicalIp(text: string): string | null {
-  let t = text;
-  if (t.startsWith('[') && t.endsWith(']')) t = t.slice(1, -1);
-  const family = isIP(t);
-  // Node's IPv4 syntax is the canonical dotted quad already (no leading zeros): the
-  // common case costs no parse.
-  if (family === 4) return t;
-  if (family === 0 || t.includes('%')) return null;
-  try {
-    return ipaddr.process(t).toString();
-  } catch {
-    return null;
-  }
-}
-
-/** The canonical form of an address the kernel gave us (peer, local, bound): unmapped. */
-export function socketIp(address: string): string {
-  return canonicalIp(address) ?? address;
-}
 
 /**
  * A destination host as a client wrote it → the normalised hostname or canonical IP
@@ -104,11 +80,4 @@ export function parseAuthority(text: string, defaultPort: number): Target | null
   if (port < 1 || port > 65535) return null;
   const host = normalizeTargetHost(hostText);
   return host === null ? null : { host, port };
-}
-
-/** `host:port`, with IPv6 literals in brackets. */
-export function formatAuthority(target: Target): string {
-  return isIP(target.host) === 6
-    ? `[${target.host}]:${target.port}`
-    : `${target.host}:${target.port}`;
 }

@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
+import { canonicalIp } from '../net/ip.js';
 import type { CertFacts, ClientFacts } from '../types.js';
-import { canonicalIp } from './target.js';
 
 export interface TlsSettings {
   /** Server certificate followed by its intermediates (PEM). */

@@ -24,7 +24,7 @@
 //   initial counters (they had not been counted yet). The close record's `duration_ms`
 //   then covers the whole connection, from `startedAt`.
 import type { Duplex } from 'node:stream';
-import { adoptReads, type ReadSink, readSinkOf } from './fast-read.js';
+import { adoptReads, type ReadSink, readSinkOf } from '../net/fast-read.js';
 
 /**
  * Why a relay ended (the audit record's `close_reason`):

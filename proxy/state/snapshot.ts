@@ -19,8 +19,8 @@ import {
   makeDiagnostic,
 } from '../config/index.js';
 import { createDirectConnector, type DirectConnector } from '../connect/direct.js';
-import { createResolver, type Resolver } from '../connect/resolver.js';
 import { PROVIDED_ATTRIBUTES } from '../context/request-context.js';
+import { createResolver, type Resolver } from '../net/resolver.js';
 import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
 
 export interface SnapshotServices {

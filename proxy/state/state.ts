@@ -14,6 +14,7 @@ import { keysNeedingRestart } from '../config/restart-keys.js';
 import { type BackendRegistry, createBackendRegistry } from '../connect/backends.js';
 import { loadAclOffThread } from './acl-load.js';
 import { formatAllDiagnostics as formatDiagnostics } from './diagnostics.js';
+import { engineRestartDiagnostic } from './engine-restart.js';
 import { type AclLoader, buildSnapshot, type Snapshot } from './snapshot.js';
 import { type AclWatcher, createAclWatcher } from './watch.js';
 
@@ -137,6 +138,8 @@ export async function createState(opts: StateOptions): Promise<State> {
     });
     const at = new Date();
     if (!res.ok) return failed(trigger, res.text, res.files);
+    const engine = engineRestartDiagnostic(res.snapshot.config);
+    if (engine) return failed(trigger, formatDiagnostics([engine]));
     const restart = keysNeedingRestart(snap.config, res.snapshot.config);
     if (restart.length > 0)
       return failed(

@@ -2,13 +2,13 @@
 // write. Like bare-node-socks.ts (no-auth greeting, CONNECT, relay; no ACL, no audit, no
 // limits, no error answers, no backpressure), but without the stream machinery: the
 // accepted socket is read into portail's reused buffer from its first byte
-// (proxy/relay/fast-read.ts, adoptReads), the outgoing one is a relaySocket(), chunks
+// (proxy/net/fast-read.ts, adoptReads), the outgoing one is a relaySocket(), chunks
 // go straight to write(). Its set-up time is what Node's per-event cost alone leaves
 // (docs/performance.md, "Set-up: where the time goes").
 //
 //   node dist/test/bench/lib/lean-node-socks.js PORT
 import net from 'node:net';
-import { adoptReads, readSinkOf, relaySocket } from '../../../proxy/relay/fast-read.js';
+import { adoptReads, readSinkOf, relaySocket } from '../../../proxy/net/fast-read.js';
 import { requestTarget } from './socks5-request.js';
 
 const port = Number(process.argv[2]);

@@ -7,8 +7,8 @@ import {
   CONNECTION_ATTEMPT_DELAY_MS,
   createDirectConnector,
 } from '../../../proxy/connect/direct.js';
-import type { Resolver } from '../../../proxy/connect/resolver.js';
-import { createResolver } from '../../../proxy/connect/resolver.js';
+import type { Resolver } from '../../../proxy/net/resolver.js';
+import { createResolver } from '../../../proxy/net/resolver.js';
 import { ConnectError } from '../../../proxy/types.js';
 
 const cleanups: (() => void | Promise<void>)[] = [];

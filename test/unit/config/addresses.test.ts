@@ -1,7 +1,7 @@
 // HOST:PORT for target-address and metrics.listen; IPv6 in brackets.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatHostPort, parseHostPort } from '../../../proxy/config/host-port.js';
+import { formatHostPort, parseHostPort } from '../../../common/host-port.js';
 import { assertOneError, load } from './helpers.js';
 
 const target = (addr: string) => `[backends.a]\ntarget-address = ${JSON.stringify(addr)}\n`;

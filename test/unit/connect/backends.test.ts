@@ -12,7 +12,7 @@ import {
   createBackendRegistry,
 } from '../../../proxy/connect/backends.js';
 import { describeFailures, tryCandidates } from '../../../proxy/connect/chain.js';
-import { createResolver } from '../../../proxy/connect/resolver.js';
+import { createResolver } from '../../../proxy/net/resolver.js';
 import { ConnectError } from '../../../proxy/types.js';
 
 function snapshot(backends: Partial<BackendConfig>[], connectTimeoutMs = 1000): BackendSnapshot {

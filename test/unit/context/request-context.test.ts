@@ -3,7 +3,6 @@ import { realpathSync } from 'node:fs';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { KNOWN_ATTRIBUTES } from '../../../acl-lang/attributes.js';
-import type { Resolver } from '../../../proxy/connect/resolver.js';
 import {
   type ContextServices,
   localTime,
@@ -12,6 +11,7 @@ import {
   type RequestFacts,
 } from '../../../proxy/context/request-context.js';
 import { createSocketTable, type SocketTable } from '../../../proxy/context/socket-table.js';
+import type { Resolver } from '../../../proxy/net/resolver.js';
 import { ConnectError } from '../../../proxy/types.js';
 import { peerAddressOf } from '../../harness/sockets.js';
 

@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { readHandshake } from '../../../proxy/listen/handshake-reads.js';
-import { adoptReads } from '../../../proxy/relay/fast-read.js';
+import { adoptReads } from '../../../proxy/net/fast-read.js';
 
 const servers: net.Server[] = [];
 after(() => {

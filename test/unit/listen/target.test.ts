@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  canonicalIp,
-  formatAuthority,
-  normalizeTargetHost,
-  parseAuthority,
-} from '../../../proxy/listen/target.js';
+import { formatHostPort } from '../../../common/host-port.js';
+import { normalizeTargetHost, parseAuthority } from '../../../proxy/listen/target.js';
+import { canonicalIp } from '../../../proxy/net/ip.js';
 
 test('hostnames: lower case, no trailing dot, IDNA to punycode', () => {
   assert.equal(normalizeTargetHost('Example.COM'), 'example.com');
@@ -87,8 +84,8 @@ test('authorities: host, host:port, [v6], [v6]:port; default port', () => {
   }
 });
 
-test('formatAuthority brackets IPv6 only', () => {
-  assert.equal(formatAuthority({ host: '::1', port: 1 }), '[::1]:1');
-  assert.equal(formatAuthority({ host: 'a.b', port: 2 }), 'a.b:2');
-  assert.equal(formatAuthority({ host: '1.2.3.4', port: 3 }), '1.2.3.4:3');
+test('formatHostPort brackets IPv6 only', () => {
+  assert.equal(formatHostPort({ host: '::1', port: 1 }), '[::1]:1');
+  assert.equal(formatHostPort({ host: 'a.b', port: 2 }), 'a.b:2');
+  assert.equal(formatHostPort({ host: '1.2.3.4', port: 3 }), '1.2.3.4:3');
 });

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, afterEach, beforeEach, describe, test } from 'node:test';
-import { relaySocket, setAdoptReadsForTests } from '../../../proxy/relay/fast-read.js';
+import { relaySocket, setAdoptReadsForTests } from '../../../proxy/net/fast-read.js';
 import { type Relay, RelayRegistry, type RelayStats, relay } from '../../../proxy/relay/index.js';
 
 interface Rig {

@@ -4,7 +4,7 @@
 // few seconds), like glibc does. docs/DECISIONS.md says why portail asks the servers
 // itself (c-ares) instead of calling getaddrinfo.
 import { readFileSync, statSync } from 'node:fs';
-import { canonicalIp } from './address-order.js';
+import { canonicalIp } from './ip.js';
 
 export interface SystemDns {
   /** In the form c-ares takes (IPv6 in brackets); never empty. */
@@ -77,8 +77,8 @@ export function parseResolvConf(text: string): Omit<SystemDns, 'hosts'> {
     const [key, ...args] = line.split(/\s+/);
     if (key === 'nameserver' && args[0] !== undefined && servers.length < MAX_NAMESERVERS) {
       // A zone id (fe80::1%eth0) is not something c-ares takes: such a line is skipped.
-      const ip = canonicalIp(args[0]);
-      if (ip !== null && !args[0].includes('%')) servers.push(ip.includes(':') ? `[${ip}]` : ip);
+      const ip = canonicalIp(args[0], 'refuse');
+      if (ip !== null) servers.push(ip.includes(':') ? `[${ip}]` : ip);
     } else if (key === 'search' || key === 'domain') {
       search = args.map((d) => d.replace(/\.$/, '').toLowerCase()).filter((d) => d !== '');
       if (key === 'domain') search = search.slice(0, 1);
@@ -99,7 +99,8 @@ export function parseHosts(text: string): Map<string, string[]> {
   const hosts = new Map<string, string[]>();
   for (const raw of text.split('\n')) {
     const [addr, ...names] = raw.replace(/#.*$/, '').trim().split(/\s+/);
-    const ip = addr ? canonicalIp(addr) : null;
+    // A link-local entry needs its zone id to be dialled.
+    const ip = addr ? canonicalIp(addr, 'keep') : null;
     if (ip === null) continue;
     for (const n of names) {
       const name = n.replace(/\.$/, '').toLowerCase();

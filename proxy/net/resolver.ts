@@ -8,10 +8,12 @@
 // ConnectError('dns', …) whose message says what went wrong.
 import { promises as dnsPromises } from 'node:dns';
 import { isIP } from 'node:net';
+import { formatHostPort, parseHostPort } from '../../common/host-port.js';
+import { abortError, watchAbort } from '../connect/abort.js';
 import { ConnectError } from '../types.js';
-import { abortError, watchAbort } from './abort.js';
-import { canonicalIp, happyEyeballsOrder } from './address-order.js';
+import { happyEyeballsOrder } from './address-order.js';
 import { DnsCache } from './dns-cache.js';
+import { canonicalIp } from './ip.js';
 import { type SystemDns, type SystemDnsPaths, searchNames, systemDnsReader } from './system-dns.js';
 
 export interface Resolver {
@@ -85,34 +87,15 @@ export interface ResolverOptions {
 
 /** Parses one `[dns] resolvers` entry into the form c-ares accepts; throws a TypeError naming it. */
 export function parseDnsServer(entry: string): string {
-  const text = entry.trim();
-  let host = text;
-  let port: string | undefined;
-  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
-  if (bracketed) {
-    host = bracketed[1];
-    port = bracketed[2];
-  } else if (isIP(text) === 0) {
-    const colon = text.lastIndexOf(':');
-    if (colon > 0 && !text.slice(0, colon).includes(':')) {
-      host = text.slice(0, colon);
-      port = text.slice(colon + 1);
-    }
-  }
-  const family = isIP(host);
-  if (family === 0) {
+  const hp = parseHostPort(entry.trim(), { portOptional: true, host: 'any' });
+  const family = 'error' in hp ? 0 : isIP(hp.host);
+  if ('error' in hp || family === 0) {
     throw new TypeError(
-      `invalid DNS server "${entry}": expected an IP address, optionally with :PORT`,
+      `invalid DNS server "${entry}": expected an IP address, optionally with :PORT (1-65535)`,
     );
   }
-  if (port !== undefined) {
-    const n = Number(port);
-    if (!/^\d+$/.test(port) || n < 1 || n > 65535) {
-      throw new TypeError(`invalid DNS server "${entry}": port must be 1-65535`);
-    }
-    return family === 6 ? `[${host}]:${n}` : `${host}:${n}`;
-  }
-  return family === 6 ? `[${host}]` : host;
+  if (hp.port !== undefined) return formatHostPort({ host: hp.host, port: hp.port });
+  return family === 6 ? `[${hp.host}]` : hp.host;
 }
 
 const LOOPBACK: readonly string[] = Object.freeze(['::1', '127.0.0.1']);
@@ -189,7 +172,7 @@ export function createResolver(opts: ResolverOptions): CountedResolver {
     let addresses: string[] = [];
     if (answer !== undefined) {
       addresses = happyEyeballsOrder(
-        answer.addresses.map((a) => canonicalIp(a)).filter((a): a is string => a !== null),
+        answer.addresses.map((a) => canonicalIp(a, 'keep')).filter((a): a is string => a !== null),
       );
       if (addresses.length === 0) err = noAddress(f.host);
       else cache.setAddresses(f.key, addresses, Math.min(answer.ttl * 1000, limits.maxTtlMs), now);
@@ -250,7 +233,7 @@ export function createResolver(opts: ResolverOptions): CountedResolver {
 
   return {
     lookup(host, signal) {
-      const literal = canonicalIp(host);
+      const literal = canonicalIp(host, 'keep');
       if (literal !== null) return Promise.resolve([literal]);
       const key = host.toLowerCase();
       if (!validName(key)) {

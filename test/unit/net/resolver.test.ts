@@ -3,8 +3,8 @@ import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { happyEyeballsOrder } from '../../../proxy/connect/address-order.js';
-import { createResolver, parseDnsServer } from '../../../proxy/connect/resolver.js';
+import { happyEyeballsOrder } from '../../../proxy/net/address-order.js';
+import { createResolver, parseDnsServer } from '../../../proxy/net/resolver.js';
 import { ConnectError } from '../../../proxy/types.js';
 import { tmpDir } from '../../harness/index.js';
 

@@ -12,7 +12,7 @@ import {
   readSinkOf,
   relaySocket,
   setBufferIdleMsForTests,
-} from '../../../proxy/relay/fast-read.js';
+} from '../../../proxy/net/fast-read.js';
 import { type RelayStats, relay } from '../../../proxy/relay/index.js';
 
 const servers: net.Server[] = [];
