@@ -1,4 +1,4 @@
-// SOCKS5 UDP ASSOCIATE (docs/usage.md, proxy/listen/README.md). The association gets a
+// SOCKS5 UDP ASSOCIATE (docs/usage.md "UDP", proxy/listen/README.md). The association gets a
 // decision record of its own (allowed: each destination is then decided by the ACL)
 // whose trace id its close record carries; it is registered like a relay (shutdown
 // closes it, a reload makes it decide its destinations again). Datagrams only have the

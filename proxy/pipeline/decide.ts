@@ -1,7 +1,7 @@
 // The decision: the only place a request is judged. Context → ACL → decision record;
 // the fallback-to-direct verdict (the same request judged again with route.local = true,
 // docs/backends.md "When every backend fails"); and what a refused client is told
-// (docs/acl.md, proxy/daemon/README.md "What a refused client is told").
+// (docs/acl.md "Explanations", proxy/daemon/README.md "What a refused client is told").
 //
 // Order matters for security: no connection is opened before the ACL allowed the
 // request, and when the rules referenced dst.ip the connector is given exactly the
