@@ -15,7 +15,7 @@ import type { CloseReason } from '../relay/index.js';
 import { ConnectError, type ForwardOutcome, type ProxyRequest, type Refusal } from '../types.js';
 import { type PipelineCore, STOPPING, settled, writeClose } from './core.js';
 import { type Decided, decide, fallbackVerdict, type Req, refusal } from './decide.js';
-import { closeNote, notHandedOver, openEntry, startRelay } from './open-relays.js';
+import { closeNote, notHandedOver, type OpenEntry, openEntry, startRelay } from './open-relays.js';
 
 const INTERNAL: Refusal = { reason: 'internal', message: 'internal error' };
 
@@ -87,15 +87,28 @@ async function connect(
       err instanceof ConnectError ? err : new ConnectError('internal', (err as Error).message);
     const reason = `${d.decision.reason}; ${e.message}`;
     core.audit.write(auditRecord('decision', { ...d.fields, reason }));
-    const durationMs = Date.now() - started;
-    writeClose(
-      core,
-      d.fields,
-      { bytesUp: 0, bytesDown: 0, durationMs, closeReason: 'connect_error' },
-      reason,
-    );
+    closeUnopened(core, d, started, 'connect_error', reason);
     throw e;
   }
+}
+
+/** The close record of an allowed request that never relayed a byte. */
+function closeUnopened(
+  core: PipelineCore,
+  d: Decided,
+  started: number,
+  closeReason: string,
+  reason: string,
+): void {
+  const durationMs = Date.now() - started;
+  writeClose(core, d.fields, { bytesUp: 0, bytesDown: 0, durationMs, closeReason }, reason);
+}
+
+/** What an allowed request keeps once open (its context and decision are dropped). */
+function entryOf(d: Decided, exit: OpenedExit, whyNot: string | undefined): OpenEntry {
+  const { idleTimeoutMs } = d.snap.config;
+  const openValues = d.ctx.computedValues();
+  return openEntry(d.traceId, d.fields, d.facts, openValues, exit.remoteIp, idleTimeoutMs, whyNot);
 }
 
 const TUNNEL: Kind<ProxyRequest, void> = {
@@ -108,28 +121,13 @@ const TUNNEL: Kind<ProxyRequest, void> = {
       exit.stream.destroy();
       core.audit.write(auditRecord('decision', d.fields));
       const why = `client gone before the reply: ${(err as Error).message}`;
-      const durationMs = Date.now() - started;
-      writeClose(
-        core,
-        d.fields,
-        { bytesUp: 0, bytesDown: 0, durationMs, closeReason: 'client_error' },
-        why,
-      );
+      closeUnopened(core, d, started, 'client_error', why);
       return;
     }
     // Once the client has its answer: the audit is not on the reply's path.
     core.audit.write(auditRecord('decision', d.fields));
-    const whyNot = whyNotTransferable(client, exit.stream);
-    const entry = openEntry(
-      d.traceId,
-      d.fields,
-      d.facts,
-      d.ctx.computedValues(),
-      exit.remoteIp,
-      d.snap.config.idleTimeoutMs,
-      whyNot ?? undefined,
-    );
-    startRelay(core, client, exit.stream, entry);
+    const whyNot = whyNotTransferable(client, exit.stream) ?? undefined;
+    startRelay(core, client, exit.stream, entryOf(d, exit, whyNot));
   },
   failed(req) {
     try {
@@ -149,15 +147,7 @@ const FORWARD: Kind<Req, ForwardOutcome> = {
   refused: (_req, refusal) => ({ ok: false, refusal }),
   opened(core, _req, d, exit, started) {
     core.audit.write(auditRecord('decision', d.fields));
-    const entry = openEntry(
-      d.traceId,
-      d.fields,
-      d.facts,
-      d.ctx.computedValues(),
-      exit.remoteIp,
-      d.snap.config.idleTimeoutMs,
-      'a plain HTTP exchange',
-    );
+    const entry = entryOf(d, exit, 'a plain HTTP exchange');
     let closedBy: CloseReason | undefined;
     const handle = {
       close(reason: CloseReason) {
