@@ -1,6 +1,6 @@
 // The backend registry: configuration → connectors, plus what the daemon learns at run
 // time — dynamic backends' addresses (UpdateDynamicBackend) and each backend's health
-// (failures, back-off). One registry lives for the daemon's whole life; reloads hand it
+// (failures, back-off: the rule is failover.ts's). One registry lives for the daemon's whole life; reloads hand it
 // the new configuration (`update`), and each connect uses the snapshot its request
 // started with.
 //
@@ -19,10 +19,11 @@ import type {
   HostPort,
   ListenerConfig,
 } from '../config/types.js';
+import { watchAbort } from '../net/abort.js';
 import type { Resolver } from '../net/resolver.js';
 import { ConnectError, type ProxyProtocol, type Target } from '../types.js';
-import { watchAbort } from './abort.js';
 import { createDirectConnector, type DirectConnector } from './direct.js';
+import { BackendError, BackOff, type BackOffPolicy } from './failover.js';
 import { createSshConnector, type SshConnector } from './ssh.js';
 import { loadTlsIdentity, type TlsIdentity, tlsWrap } from './tls-identity.js';
 import {
@@ -40,31 +41,6 @@ export interface DynamicSpec {
   targetAddress: HostPort;
   identityAware: boolean;
   tlsServerName?: string;
-}
-
-export interface BackOffPolicy {
-  initialMs: number;
-  maxMs: number;
-}
-
-/** 5 s after the first failure, doubling up to 60 s; reset by a success. */
-export const DEFAULT_BACKOFF: BackOffPolicy = { initialMs: 5000, maxMs: 60_000 };
-
-/**
- * A failed attempt through a backend. `backendFault` = the backend itself could not be
- * reached or spoke nonsense (it is backed off); false = the backend answered that the
- * destination failed (it is healthy: one unreachable destination must not take a
- * backend away from everyone).
- */
-export class BackendError extends ConnectError {
-  constructor(
-    reason: ConnectError['reason'],
-    message: string,
-    readonly backend: string,
-    readonly backendFault: boolean,
-  ) {
-    super(reason, message);
-  }
 }
 
 /** The parts of a snapshot a connect needs (kept small for tests). */
@@ -104,14 +80,6 @@ export interface BackendRegistry {
   close(): void;
 }
 
-interface HealthState {
-  failures: number;
-  lastError?: string;
-  lastFailureAt?: number;
-  lastSuccessAt?: number;
-  retryAt?: number;
-}
-
 interface PerConfig {
   tcp: DirectConnector;
   identity?: Promise<TlsIdentity>;
@@ -120,39 +88,13 @@ interface PerConfig {
 export function createBackendRegistry(
   opts: { backOff?: BackOffPolicy; now?: () => number } = {},
 ): BackendRegistry {
-  const backOff = opts.backOff ?? DEFAULT_BACKOFF;
-  const now = opts.now ?? Date.now;
+  const backOff = new BackOff(opts.backOff, opts.now);
   const dynamic = new Map<string, DynamicSpec>();
-  const health = new Map<string, HealthState>();
   const ssh = new Map<string, { key: string; conn: SshConnector }>();
   const perConfig = new WeakMap<object, PerConfig>();
   // Identity-aware HTTP backends that pick h2: one pooled TLS connection per backend.
   const h2 = createH2Pool();
   let names: string[] = [];
-
-  const stateOf = (name: string): HealthState => {
-    let h = health.get(name);
-    if (!h) {
-      h = { failures: 0 };
-      health.set(name, h);
-    }
-    return h;
-  };
-
-  const view = (name: string): BackendHealthInfo => {
-    const h = health.get(name) ?? { failures: 0 };
-    const t = now();
-    const out: BackendHealthInfo = {
-      name,
-      healthy: !(h.retryAt !== undefined && h.retryAt > t),
-      consecutiveFailures: h.failures,
-    };
-    if (h.lastError !== undefined) out.lastError = h.lastError;
-    if (h.lastFailureAt !== undefined) out.lastFailureAt = new Date(h.lastFailureAt);
-    if (h.lastSuccessAt !== undefined) out.lastSuccessAt = new Date(h.lastSuccessAt);
-    if (h.retryAt !== undefined && h.retryAt > t) out.retryAt = new Date(h.retryAt);
-    return out;
-  };
 
   function services(snap: BackendSnapshot): PerConfig {
     const key = snap.config;
@@ -308,7 +250,7 @@ export function createBackendRegistry(
       for (const n of [...dynamic.keys()]) {
         if (!snap.backends.get(n)?.dynamic) dynamic.delete(n);
       }
-      for (const n of [...health.keys()]) if (!snap.backends.has(n)) health.delete(n);
+      backOff.keepOnly(snap.backends);
       // Sessions made for another configuration finish their tunnels, take no new ones.
       h2.retire((_name, generation) => generation === snap.config);
       for (const [n, s] of [...ssh]) {
@@ -322,30 +264,15 @@ export function createBackendRegistry(
     setDynamic(name, spec) {
       dynamic.set(name, { ...spec });
       // A new address deserves a fresh start.
-      health.delete(name);
+      backOff.forget(name);
     },
     dynamicSpec: (name) => dynamic.get(name),
-    health: () => names.map(view),
-    healthOf: view,
-    backedOff(name) {
-      const r = health.get(name)?.retryAt;
-      return r !== undefined && r > now();
-    },
-    reportFailure(name, err) {
-      const h = stateOf(name);
-      h.lastError = err.message;
-      if (err instanceof BackendError && !err.backendFault) return;
-      h.failures++;
-      h.lastFailureAt = now();
-      const wait = Math.min(backOff.initialMs * 2 ** Math.min(h.failures - 1, 30), backOff.maxMs);
-      h.retryAt = now() + wait;
-    },
-    reportSuccess(name) {
-      const h = stateOf(name);
-      h.failures = 0;
-      h.retryAt = undefined;
-      h.lastSuccessAt = now();
-    },
+    health: () => names.map((n) => backOff.view(n)),
+    healthOf: (name) => backOff.view(name),
+    // The back-off (failover.ts) says when a backend is skipped and for how long.
+    backedOff: (name) => backOff.backedOff(name),
+    reportFailure: (name, err) => backOff.reportFailure(name, err),
+    reportSuccess: (name) => backOff.reportSuccess(name),
     async connect(snap, name, target, o) {
       const b = snap.backends.get(name);
       if (!b) throw new BackendError('internal', `unknown backend ${name}`, name, false);

@@ -12,16 +12,10 @@
 // A backend that cannot carry a datagram is not at fault: nothing is reported to its
 // health. The caller (the UDP front-end) runs the re-evaluation lazily, through
 // `reevaluate`, and only when this function asks for it.
-import { DIRECT } from './chain.js';
+import { DIRECT, type FallbackVerdict } from './failover.js';
 
-/** The fallback re-evaluation's answer (same shape as the pipeline's FallbackVerdict). */
-export interface DatagramFallbackVerdict {
-  allowed: boolean;
-  /** Why (the forced-local decision's reason). */
-  reason: string;
-  /** Addresses that evaluation allowed (dst.ip rules); undefined = resolve. */
-  addresses?: string[];
-}
+/** The fallback re-evaluation's answer: the same as for a TCP exit. */
+export type DatagramFallbackVerdict = FallbackVerdict;
 
 export interface DatagramExitOptions {
   /** `fallback-to-direct` of the snapshot in force. */

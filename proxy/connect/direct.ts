@@ -6,12 +6,12 @@
 import net from 'node:net';
 import { formatHostPort } from '../../common/host-port.js';
 import { addDeadline } from '../deadlines.js';
+import { abortError, watchAbort } from '../net/abort.js';
 import { happyEyeballsOrder } from '../net/address-order.js';
 import { relaySocket } from '../net/fast-read.js';
 import { canonicalIp } from '../net/ip.js';
 import type { Resolver } from '../net/resolver.js';
 import { ConnectError, type Target } from '../types.js';
-import { abortError, watchAbort } from './abort.js';
 
 /** RFC 8305 "Connection Attempt Delay": the next address is tried after this, or as soon as the previous attempt fails. */
 export const CONNECTION_ATTEMPT_DELAY_MS = 250;

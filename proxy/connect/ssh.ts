@@ -8,8 +8,8 @@ import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ServerHostKeyAlgorithm } from 'ssh2';
 import { formatHostPort } from '../../common/host-port.js';
 import type { BackendConfig } from '../config/types.js';
+import { abortError, raceAbort } from '../net/abort.js';
 import { ConnectError, type Target } from '../types.js';
-import { abortError, raceAbort } from './abort.js';
 import {
   blobType,
   fingerprint,

@@ -9,8 +9,8 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { EscaperConfig, ListenerConfig } from '../config/types.js';
+import { abortError } from '../net/abort.js';
 import { ConnectError } from '../types.js';
-import { abortError } from './abort.js';
 import { pkcs11TlsOptions } from './pkcs11.js';
 
 /** Debian's bundle of the system's trust anchors (ca-certificates). */

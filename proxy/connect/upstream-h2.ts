@@ -12,8 +12,8 @@ import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { formatHostPort } from '../../common/host-port.js';
+import { abortError, raceAbort } from '../net/abort.js';
 import { ConnectError, type Target } from '../types.js';
-import { abortError, raceAbort } from './abort.js';
 import { type TlsIdentity, tlsWrap } from './tls-identity.js';
 import { errorForStatus, safeAuthority } from './upstream-http.js';
 

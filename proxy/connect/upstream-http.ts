@@ -4,8 +4,8 @@
 // answer as if it were the origin's bytes.
 import type { Duplex } from 'node:stream';
 import { formatHostPort } from '../../common/host-port.js';
+import { abortError } from '../net/abort.js';
 import { ConnectError, type Target } from '../types.js';
-import { abortError } from './abort.js';
 
 /** Largest CONNECT response head we accept (status line + headers). */
 export const MAX_RESPONSE_HEAD = 16 * 1024;

@@ -5,8 +5,8 @@
 // the upstream resolves them in its own network, which is the point of chaining.
 import type { Duplex } from 'node:stream';
 import { SocksClient } from 'socks';
+import { abortError } from '../net/abort.js';
 import { ConnectError, type Target } from '../types.js';
-import { abortError } from './abort.js';
 
 /** The upstream's reply code (RFC 1928 6) as our own refusal reason. */
 const REPLY_REASON: Record<string, ConnectError['reason']> = {

@@ -9,8 +9,8 @@
 import { promises as dnsPromises } from 'node:dns';
 import { isIP } from 'node:net';
 import { formatHostPort, parseHostPort } from '../../common/host-port.js';
-import { abortError, watchAbort } from '../connect/abort.js';
 import { ConnectError } from '../types.js';
+import { abortError, watchAbort } from './abort.js';
 import { happyEyeballsOrder } from './address-order.js';
 import { DnsCache } from './dns-cache.js';
 import { canonicalIp } from './ip.js';

@@ -1,5 +1,5 @@
+export { type ExitRequest, type OpenedExit, openExit } from '../connect/failover.js';
 export { requestFields, routeOf } from './audit-fields.js';
-export { type ExitRequest, type OpenedExit, openExit } from './exit.js';
-export type { DataPlane, DenialInfo, PipelineOptions, PipelineState } from './pipeline.js';
+export type { DataPlane, PipelineOptions, PipelineState } from './pipeline.js';
 export { createPipeline } from './pipeline.js';
 export { GENERIC_DENIAL, refusalFor, shortDenial } from './refusal.js';

@@ -4,7 +4,7 @@
 // in wire form and as portailctl prints it.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { tryCandidates } from '../../../proxy/connect/chain.js';
+import { tryCandidates } from '../../../proxy/connect/failover.js';
 import { createControlBackend } from '../../../proxy/daemon/control.js';
 import { createState } from '../../../proxy/state/index.js';
 import { healthWire } from '../../../rpc/control-api.js';

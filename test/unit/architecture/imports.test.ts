@@ -66,9 +66,6 @@ const RULES: Rule[] = [
  * into reload validation). Each must still exist: remove it here when it is fixed.
  */
 const PENDING = new Set([
-  // connect/abort.ts is being reworked by another branch (one abort race): it moves to
-  // proxy/net/ once that is merged.
-  'proxy/net/resolver.ts -> proxy/connect/abort.ts',
   // The pin-source read and the disabled-token warning at load (config/check.ts): see
   // docs/DECISIONS.md "The net room".
   'proxy/config/check.ts -> proxy/connect/pkcs11-login.ts',

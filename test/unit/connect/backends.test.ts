@@ -6,12 +6,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
 import type { BackendConfig } from '../../../proxy/config/types.js';
-import {
-  BackendError,
-  type BackendSnapshot,
-  createBackendRegistry,
-} from '../../../proxy/connect/backends.js';
-import { describeFailures, tryCandidates } from '../../../proxy/connect/chain.js';
+import { type BackendSnapshot, createBackendRegistry } from '../../../proxy/connect/backends.js';
+import { BackendError, describeFailures, tryCandidates } from '../../../proxy/connect/failover.js';
 import { createResolver } from '../../../proxy/net/resolver.js';
 import { ConnectError } from '../../../proxy/types.js';
 

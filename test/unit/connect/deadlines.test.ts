@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
-import { raceAbort, watchAbort } from '../../../proxy/connect/abort.js';
 import { addDeadline } from '../../../proxy/deadlines.js';
+import { raceAbort, watchAbort } from '../../../proxy/net/abort.js';
 import { ConnectError } from '../../../proxy/types.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
