@@ -1,7 +1,7 @@
 // AST → HIR, collecting every load-time error of SPEC 5.4 at once (each positioned
 // on the offending token), plus warnings for unknown attributes and missing templates.
 import { isAbsolute, join } from 'node:path';
-import RE2 from 're2';
+import type RE2 from 're2';
 import type {
   AclFile,
   ActionNode,
@@ -27,6 +27,7 @@ import {
 } from './hir.js';
 import type { ListEntry } from './lists.js';
 import { normalizeHost } from './normalize.js';
+import { re2 } from './re2.js';
 import { CidrSet, HostSet, parseIp } from './sets.js';
 import type { AttrType, Diagnostic, Severity } from './types.js';
 
@@ -198,7 +199,7 @@ export function checkAcl(
 
   function regexOf(lit: StringLit): RE2 | null {
     try {
-      return new RE2(lit.value, 'u');
+      return new (re2())(lit.value, 'u');
     } catch (err) {
       report(
         'error',

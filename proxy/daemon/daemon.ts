@@ -2,9 +2,7 @@
 // sockets, then reload and graceful stop. Socket activation, sd_notify and the control
 // socket plug in here (systemd/, rpc/) without touching the data path.
 import net from 'node:net';
-import { createAuthorizer } from '../../rpc/authorize.js';
-import { bindControlSocket } from '../../rpc/bind.js';
-import { type ControlServer, createControlServer } from '../../rpc/server.js';
+import type { ControlServer } from '../../rpc/server.js';
 import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
 import { ConfigError, formatConfigError, formatHostPort, loadConfig } from '../config/index.js';
@@ -22,7 +20,7 @@ import {
   type State,
 } from '../state/state.js';
 import { DEFAULT_PROXY_ADDRESS, listenOn, parseBindAddress } from './bind.js';
-import { createControlBackend, type DaemonControl } from './control.js';
+import type { DaemonControl } from './control.js';
 import { fdLimitWarning, watchFds } from './fd-watch.js';
 import { createRefusalLog } from './refusal-log.js';
 import {
@@ -226,6 +224,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const controlPaths: string[] = [];
   let controlSocket: ControlServer | undefined;
   if (passed.control.length > 0 || opts.bindRpcSocket !== undefined) {
+    // The control interface's modules only when there is a control socket
+    // (docs/performance.md, "Footprint").
+    const [
+      { createAuthorizer },
+      { bindControlSocket },
+      { createControlServer },
+      { createControlBackend },
+    ] = await Promise.all([
+      import('../../rpc/authorize.js'),
+      import('../../rpc/bind.js'),
+      import('../../rpc/server.js'),
+      import('./control.js'),
+    ]);
     try {
       if (passed.control.length > 0) {
         for (const fd of passed.control) {
