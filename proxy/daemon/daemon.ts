@@ -158,7 +158,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     audit.write(auditRecord('error', { reason: disabledMessage(d) }));
   });
   // Running out of descriptors is silent otherwise (fd-watch.ts).
-  const fdWatch = watchFds(log);
+  const fdWatch = watchFds(log, { busy: () => listener.active + pipeline.active > 0 });
   const warnFdLimit = (maxConnections: number) => {
     const w = fdLimitWarning(maxConnections);
     if (w !== null) log.warn(w);
@@ -174,7 +174,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const sources = new Map<string, ListenerSource>();
   const newProxyServer = () => {
     // allowHalfOpen: a client's FIN must end only its direction (relay half-close).
-    const server = net.createServer({ allowHalfOpen: true }, (sock) => listener.handleSocket(sock));
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+      fdWatch.wake();
+      listener.handleSocket(sock);
+    });
     server.on('error', (err) => log.error(`listener: ${err.message}`));
     servers.push(server);
     return server;
@@ -298,8 +301,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     return `serving on ${addresses.join(', ')}; ${rules}; ${listener.active} connections${reloadNote}`;
   }
   notifier.ready(statusLine());
-  const statusTimer = setInterval(() => notifier.status(statusLine()), 10_000);
-  statusTimer.unref();
+  // Only for a service manager that listens (a no-op otherwise): no idle wakeups.
+  const statusTimer = process.env.NOTIFY_SOCKET
+    ? setInterval(() => notifier.status(statusLine()), 10_000).unref()
+    : undefined;
 
   let stopping: { done: Promise<void>; now(): void } | null = null;
 
