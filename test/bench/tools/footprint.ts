@@ -4,11 +4,14 @@
 // 1,000,000-entry list, process start included.
 //
 //   node dist/test/bench/tools/footprint.js [idle] [acl] [--runs=5] [--settle=3000] [--window=5000]
+//     [--cli=PATH]   (another build's dist/proxy/cli/portail.js, for a before/after)
 //
 // idle: each run starts (a) `node bare.mjs`, a `net.createServer().listen(port,
 // '127.0.0.1')`, and (b) `portail daemon` as its bin runs it, on examples/portail.toml
 // (the README's default configuration: loopback only, audit to stdout, no control socket)
-// — in alternating order — and measures:
+// — in alternating order — and (c) "floor": the bare server after importing the
+// libraries the daemon cannot start without (commander, zod, pino, smol-toml), what no
+// lazy loading can remove; and measures:
 //   - exec → listening: from spawn to the first TCP connect that succeeds (polled every
 //     2 ms, the same for both);
 //   - idle RSS: VmRSS (/proc/PID/status) after `--settle` ms of idleness;
@@ -22,7 +25,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, sleep, stopAll, tmpDir } from '../../harness/index.js';
 import { numberOption } from '../lib/args.js';
@@ -79,12 +82,13 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 async function measureServer(
   args: string[],
+  cwd: string,
   port: number,
   settleMs: number,
   windowMs: number,
 ): Promise<Sample> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => {
     out = (out + d.toString()).slice(-4000);
@@ -116,7 +120,11 @@ async function measureServer(
 const fmt = (x: number, digits = 0) => x.toFixed(digits);
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
 
-async function idle(runs: number, settleMs: number, windowMs: number): Promise<void> {
+type Row = 'bare' | 'floor' | 'portail';
+
+const FLOOR_IMPORTS = ['commander', 'zod', 'pino', 'smol-toml'];
+
+async function idle(runs: number, settleMs: number, windowMs: number, cli: string): Promise<void> {
   const dir = tmpDir(undefined, 'portail-footprint-');
   const bare = join(dir, 'bare.mjs');
   writeFileSync(
@@ -124,24 +132,34 @@ async function idle(runs: number, settleMs: number, windowMs: number): Promise<v
     "import net from 'node:net';\n" +
       "net.createServer().listen(Number(process.argv[2]), '127.0.0.1', () => console.log('ready'));\n",
   );
-  const rows: Record<'bare' | 'portail', Sample[]> = { bare: [], portail: [] };
+  const rows: Record<Row, Sample[]> = { bare: [], floor: [], portail: [] };
+  const rotations: Row[][] = [
+    ['bare', 'floor', 'portail'],
+    ['portail', 'bare', 'floor'],
+    ['floor', 'portail', 'bare'],
+  ];
   for (let i = 0; i < runs; i++) {
-    const order = i % 2 ? (['portail', 'bare'] as const) : (['bare', 'portail'] as const);
-    for (const which of order) {
+    for (const which of rotations[i % rotations.length]) {
       const port = await freePort();
+      const floor =
+        `${FLOOR_IMPORTS.map((m) => `await import('${m}');`).join(' ')} ` +
+        `(await import('node:net')).default.createServer().listen(${port}, '127.0.0.1');`;
       const args =
         which === 'bare'
           ? [bare, String(port)]
-          : [
-              ...shebangFlags(BUILT_CLI),
-              BUILT_CLI,
-              'daemon',
-              '--config',
-              EXAMPLE_CONFIG,
-              '--bind-proxy-address',
-              `127.0.0.1:${port}`,
-            ];
-      const s = await measureServer(args, port, settleMs, windowMs);
+          : which === 'floor'
+            ? [...shebangFlags(cli), '--input-type=module', '-e', floor]
+            : [
+                ...shebangFlags(cli),
+                cli,
+                'daemon',
+                '--config',
+                EXAMPLE_CONFIG,
+                '--bind-proxy-address',
+                `127.0.0.1:${port}`,
+              ];
+      // From the checkout, where the floor's imports resolve.
+      const s = await measureServer(args, ROOT, port, settleMs, windowMs);
       rows[which].push(s);
       console.log(
         `run ${i + 1} ${which.padEnd(7)} exec→listening ${fmt(s.readyMs, 1)} ms, ` +
@@ -149,41 +167,31 @@ async function idle(runs: number, settleMs: number, windowMs: number): Promise<v
       );
     }
   }
-  const med = (w: 'bare' | 'portail', k: keyof Sample) =>
-    median(rows[w].map((s) => s[k])) as number;
-  const ready = [med('bare', 'readyMs'), med('portail', 'readyMs')];
-  const rss = [med('bare', 'rssKiB') / 1024, med('portail', 'rssKiB') / 1024];
-  const wake = [med('bare', 'wakeupsPerS'), med('portail', 'wakeupsPerS')];
+  const med = (w: Row, k: keyof Sample) => median(rows[w].map((s) => s[k])) as number;
+  const ready = (['bare', 'floor', 'portail'] as const).map((w) => med(w, 'readyMs'));
+  const rss = (['bare', 'floor', 'portail'] as const).map((w) => med(w, 'rssKiB') / 1024);
+  const wake = (['bare', 'floor', 'portail'] as const).map((w) => med(w, 'wakeupsPerS'));
   console.log(`\nmedians of ${runs} runs (idle ${settleMs} ms, then a ${windowMs} ms window)`);
-  console.log('figure                 bare     portail   ratio   target           verdict');
-  const line = (name: string, b: string, p: string, ratio: string, target: string, ok: boolean) =>
+  console.log(
+    'figure                 bare    floor  portail   portail/bare  floor/bare   target           verdict',
+  );
+  const line = (
+    name: string,
+    v: number[],
+    digits: number,
+    ratios: boolean,
+    target: string,
+    ok: boolean,
+  ) =>
     console.log(
-      `${name.padEnd(22)} ${b.padStart(7)}  ${p.padStart(8)}  ${ratio.padStart(6)}   ${target.padEnd(16)} ${verdict(ok)}`,
+      `${name.padEnd(22)} ${v.map((x) => fmt(x, digits).padStart(7)).join('  ')}   ` +
+        `${(ratios ? `${fmt(v[2] / v[0], 2)}×` : '').padStart(12)}  ${(ratios ? `${fmt(v[1] / v[0], 2)}×` : '').padStart(10)}   ` +
+        `${target.padEnd(16)} ${verdict(ok)}`,
     );
-  line(
-    'exec→listening (ms)',
-    fmt(ready[0], 1),
-    fmt(ready[1], 1),
-    `${fmt(ready[1] / ready[0], 2)}×`,
-    '≤ 1.5× bare',
-    ready[1] <= 1.5 * ready[0],
-  );
-  line(
-    'idle RSS (MiB)',
-    fmt(rss[0], 1),
-    fmt(rss[1], 1),
-    `${fmt(rss[1] / rss[0], 2)}×`,
-    '≤ 1.3× bare',
-    rss[1] <= 1.3 * rss[0],
-  );
-  line(
-    'wakeups/s idle',
-    fmt(wake[0], 2),
-    fmt(wake[1], 2),
-    '',
-    '0 (< 0.5 noise)',
-    wake[1] < 0.5,
-  );
+  line('exec→listening (ms)', ready, 1, true, '≤ 1.5× bare', ready[2] <= 1.5 * ready[0]);
+  line('idle RSS (MiB)', rss, 1, true, '≤ 1.3× bare', rss[2] <= 1.3 * rss[0]);
+  line('wakeups/s idle', wake, 2, false, '0 (< 0.5 noise)', wake[2] < 0.5);
+  console.log(`floor: a bare server after importing ${FLOOR_IMPORTS.join(', ')}`);
 }
 
 /** The acl benchmark's case a (test/bench/acl.ts): 1,000,000 hosts, exact and .suffix. */
@@ -200,16 +208,14 @@ function writeListAcl(dir: string): string {
   return acl;
 }
 
-async function aclCheck(runs: number): Promise<void> {
+async function aclCheck(runs: number, cli: string): Promise<void> {
   const acl = writeListAcl(tmpDir(undefined, 'portail-footprint-acl-'));
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
-    const child = spawn(
-      process.execPath,
-      [...shebangFlags(BUILT_CLI), BUILT_CLI, 'check-acl-syntax', acl],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(process.execPath, [...shebangFlags(cli), cli, 'check-acl-syntax', acl], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -231,9 +237,11 @@ async function main() {
   const runs = numberOption(args, 'runs', 5);
   const modes = args.filter((a) => !a.startsWith('-'));
   const all = modes.length === 0;
+  const cliArg = args.find((a) => a.startsWith('--cli='))?.slice('--cli='.length);
+  const cli = cliArg === undefined ? BUILT_CLI : resolve(cliArg);
   if (all || modes.includes('idle'))
-    await idle(runs, numberOption(args, 'settle', 3000), numberOption(args, 'window', 5000));
-  if (all || modes.includes('acl')) await aclCheck(runs);
+    await idle(runs, numberOption(args, 'settle', 3000), numberOption(args, 'window', 5000), cli);
+  if (all || modes.includes('acl')) await aclCheck(runs, cli);
 }
 
 main()
