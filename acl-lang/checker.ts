@@ -1,7 +1,7 @@
 // AST → HIR, collecting every load-time error (docs/acl.md, "Error messages") at once (each positioned
 // on the offending token), plus warnings for unknown attributes and missing templates.
 import { isAbsolute, join } from 'node:path';
-import RE2 from 're2';
+import type RE2 from 're2';
 import type {
   AclFile,
   ActionNode,
@@ -25,8 +25,9 @@ import {
   type HRoute,
   numKey,
 } from './hir.js';
-import type { ListEntry } from './lists.js';
+import { ListFile } from './lists.js';
 import { normalizeHost } from './normalize.js';
+import { re2 } from './re2.js';
 import { CidrSet, HostSet, parseIp } from './sets.js';
 import type { AttrType, Diagnostic, Severity } from './types.js';
 
@@ -38,7 +39,9 @@ export interface CheckOptions {
   /** Folder the ACL's relative paths (list files, templates) resolve against. */
   baseDir: string;
   /** Contents of the list files, by resolved path, or the reason they could not be read. */
-  lists: ReadonlyMap<string, ListEntry[] | { error: string }>;
+  lists: ReadonlyMap<string, ListFile | { error: string }>;
+  /** Diagnostics only: hostname sets are validated but left empty (sets.ts, HostSet). */
+  checkOnly?: boolean;
   /** Whether a template file exists (missing = warning, as upstream). */
   fileExists?: (path: string) => boolean;
 }
@@ -92,10 +95,10 @@ interface SetBuilder {
   readonly want: string;
 }
 
-function adderFor(type: AttrType | undefined): SetBuilder {
+function adderFor(type: AttrType | undefined, checkOnly: boolean): SetBuilder {
   switch (type) {
     case 'hostname': {
-      const set = new HostSet();
+      const set = new HostSet(!checkOnly);
       return {
         add: (v, kind) =>
           kind !== 'string' ? 'not a string' : set.add(v) ? null : 'invalid hostname pattern',
@@ -198,7 +201,7 @@ export function checkAcl(
 
   function regexOf(lit: StringLit): RE2 | null {
     try {
-      return new RE2(lit.value, 'u');
+      return new (re2())(lit.value, 'u');
     } catch (err) {
       report(
         'error',
@@ -210,11 +213,11 @@ export function checkAcl(
     }
   }
 
-  function listEntries(operand: Operand & { type: 'file' }): ListEntry[] | null {
+  function listEntries(operand: Operand & { type: 'file' }): ListFile | null {
     const path = resolveListPath(opts.baseDir, operand.path.value);
     const content = opts.lists.get(path);
-    if (!content || !Array.isArray(content)) {
-      const why = content && !Array.isArray(content) ? content.error : 'not read';
+    if (!(content instanceof ListFile)) {
+      const why = content ? content.error : 'not read';
       report('error', operand.path.loc, `cannot read list file ${path}: ${why}`);
       return null;
     }
@@ -236,7 +239,7 @@ export function checkAcl(
       report('error', operand.loc, `\`in\` cannot apply to ${attr}, which is a boolean`);
       return null;
     }
-    const add = adderFor(type);
+    const add = adderFor(type, opts.checkOnly === true);
     if (operand.type === 'set') {
       for (const i of operand.items) {
         const problem = add.add(i.type === 'string' ? i.value : i.raw, i.type);
@@ -256,12 +259,12 @@ export function checkAcl(
     if (!list) return null;
     const path = resolveListPath(opts.baseDir, operand.path.value);
     let bad = 0;
-    for (const e of list) {
-      const problem = add.add(e.value, 'string');
+    list.forEach((value, line) => {
+      const problem = add.add(value, 'string');
       if (problem && ++bad <= 5) {
-        report('warning', operand.path.loc, `${path}:${e.line}: ${problem} "${e.value}" skipped`);
+        report('warning', operand.path.loc, `${path}:${line}: ${problem} "${value}" skipped`);
       }
-    }
+    });
     if (bad > 5)
       report('warning', operand.path.loc, `${path}: ${bad - 5} more invalid entries skipped`);
     return add.result;

@@ -2,7 +2,7 @@
 // three-valued result; policies and routes are indexed by the hostnames their `when`
 // pins, so that 100,000 host-specific policies cost a few hash lookups while the
 // first-match order stays exactly the file order.
-import RE2 from 're2';
+import type RE2 from 're2';
 import {
   type HCmp,
   type HExpr,
@@ -13,6 +13,7 @@ import {
   numKey,
 } from './hir.js';
 import { normalizeHost } from './normalize.js';
+import { re2 } from './re2.js';
 import { type HostSet, parseIp, sameIp } from './sets.js';
 import type { AclContext, AttrValue } from './types.js';
 
@@ -590,7 +591,7 @@ function hostRegexSet(sources: string[]): RE2Set | null {
   if (sources.length === 0) return null;
   try {
     // Same flags as each regex (checker.ts), unanchored search like RE2#test.
-    return new RE2.Set(sources, 'u', { anchor: 'unanchored' });
+    return new (re2().Set)(sources, 'u', { anchor: 'unanchored' });
   } catch {
     return null; // each closure falls back to its own regex
   }

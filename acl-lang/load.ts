@@ -9,7 +9,7 @@ import { checkAcl, listFilesOf } from './checker.js';
 import { type CompiledAcl, compileHir } from './compile.js';
 import { makeDiagnostic } from './diagnostics.js';
 import type { Hir } from './hir.js';
-import { type ListEntry, parseListFile } from './lists.js';
+import { ListFile } from './lists.js';
 import { type ParseResult, parseAcl } from './parse.js';
 import type { AttrType, Diagnostic } from './types.js';
 
@@ -18,6 +18,12 @@ export interface LoadOptions {
   backends?: ReadonlySet<string> | null;
   /** Attributes added by context providers, merged over the language's known ones. */
   attributes?: ReadonlyMap<string, AttrType>;
+  /**
+   * The caller wants the diagnostics, never a decision (`portail check-acl-syntax`): the
+   * same diagnostics, but hostname lists are not stored, so the compiled ACL's hostname
+   * sets are empty and it must not be evaluated.
+   */
+  checkOnly?: boolean;
 }
 
 export interface LoadResult {
@@ -32,7 +38,7 @@ export interface SourceOptions extends LoadOptions {
   /** Folder relative paths resolve against (default: the ACL file's folder). */
   baseDir?: string;
   /** Contents of list files by resolved path (tests; loadAclFile reads them). */
-  lists?: ReadonlyMap<string, ListEntry[] | { error: string }>;
+  lists?: ReadonlyMap<string, ListFile | { error: string }>;
   fileExists?: (path: string) => boolean;
   /** An earlier parse of the same source (avoids parsing twice). */
   parsed?: ParseResult;
@@ -63,6 +69,7 @@ export function checkAclSource(source: string, file: string, opts: SourceOptions
     baseDir,
     lists,
     fileExists: opts.fileExists,
+    checkOnly: opts.checkOnly,
   });
   const diagnostics = [...parsed.diagnostics, ...checked.diagnostics];
   const files = [file, ...lists.keys()];
@@ -107,12 +114,12 @@ export async function checkAclFile(path: string, opts: LoadOptions = {}): Promis
   const baseDir = dirname(file);
   // The list files are only known after parsing; a parse of a broken file still
   // yields the blocks before the error, which is enough to find them.
-  const lists = new Map<string, ListEntry[] | { error: string }>();
+  const lists = new Map<string, ListFile | { error: string }>();
   const parsed = parseAcl(source, path);
   await Promise.all(
     listFilesOf(parsed.ast, baseDir).map(async (p) => {
       try {
-        lists.set(p, parseListFile(await readFile(p, 'utf8')));
+        lists.set(p, new ListFile(await readFile(p, 'utf8')));
       } catch (err) {
         lists.set(p, { error: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
       }

@@ -1,13 +1,20 @@
 // Set representations for `in`, chosen by the attribute's type so that a
 // million-entry list costs a hash lookup (docs/acl.md, "List files").
 import ipaddr from 'ipaddr.js';
-import { normalizeHost } from './normalize.js';
+import { isNormalHost, normalizeHost } from './normalize.js';
 
 /**
  * Hostname patterns: `name` exact, `.example.com` = example.com and every subdomain,
  * `*.example.com` = subdomains only.
  */
 export class HostSet {
+  /**
+   * `store = false`: entries are validated, not kept (the set stays empty) — for a
+   * syntax check, which never looks anything up: a million-entry list then costs no
+   * hash table (docs/performance.md, "Footprint").
+   */
+  constructor(private readonly store = true) {}
+
   readonly exact = new Set<string>();
   readonly withApex = new Set<string>();
   readonly subOnly = new Set<string>();
@@ -27,10 +34,15 @@ export class HostSet {
       bucket = this.withApex;
       p = p.slice(1);
     }
+    // Lists are mostly normal names already: one test, the one normalizeHost would make.
+    if (isNormalHost(p)) {
+      if (this.store) bucket.add(p);
+      return true;
+    }
     if (p === '' || /[\s/*]/.test(p)) return false;
     const h = normalizeHost(p);
     if (h === null) return false;
-    bucket.add(h);
+    if (this.store) bucket.add(h);
     return true;
   }
 

@@ -2,8 +2,9 @@
 // ACL and hand the result over (docs/operations.md "Reloads"): regexes travel as their
 // source, host and CIDR sets as their tables; everything else structured-clones as is.
 // Recursion follows the expression nesting, which the parser bounds (MAX_NESTING).
-import RE2 from 're2';
+
 import type { HClause, HExpr, HOperand, HPolicy, HRoute } from './hir.js';
+import { re2 } from './re2.js';
 import { type CidrParts, CidrSet, HostSet } from './sets.js';
 
 type PlainOperand =
@@ -45,7 +46,7 @@ function liveOperand(o: PlainOperand): HOperand {
   switch (o.k) {
     case 'regex':
       // Same flags as the checker (checker.ts): it compiled there, it compiles here.
-      return { k: 'regex', re: new RE2(o.source, 'u'), source: o.source };
+      return { k: 'regex', re: new (re2())(o.source, 'u'), source: o.source };
     case 'hostset': {
       const set = new HostSet();
       for (const h of o.exact) set.exact.add(h);

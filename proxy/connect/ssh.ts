@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import ssh2, { type Client, type ServerHostKeyAlgorithm } from 'ssh2';
+import type { Client, ServerHostKeyAlgorithm } from 'ssh2';
 import { formatHostPort } from '../../common/host-port.js';
 import type { BackendConfig } from '../config/types.js';
 import { abortError, raceAbort } from '../net/abort.js';
@@ -90,6 +90,10 @@ function connectionLost(err: unknown): boolean {
   return typeof reason !== 'number';
 }
 
+// ssh2 is loaded when a first SSH connection is established, not by every daemon
+// (docs/performance.md, "Footprint"); kept once loaded.
+let ssh2: typeof import('ssh2') | undefined;
+
 export function createSshConnector(
   backend: BackendConfig,
   opts: SshConnectorOptions,
@@ -120,6 +124,8 @@ export function createSshConnector(
   }
 
   async function establish(dial?: SshDial): Promise<Client> {
+    ssh2 ??= (await import('ssh2')).default;
+    const { utils, Client: SshClient } = ssh2;
     const addr = backend.targetAddress;
     if (!addr)
       throw new ConnectError('internal', `SSH backend ${backend.name} has no target address yet`);
@@ -170,7 +176,7 @@ export function createSshConnector(
           `cannot read identity-file ${backend.identityFile}: ${(e as Error).message}`,
         );
       }
-      const parsed = ssh2.utils.parseKey(privateKey);
+      const parsed = utils.parseKey(privateKey);
       if (parsed instanceof Error) {
         const hint = /passphrase/i.test(parsed.message)
           ? ' (keys with a passphrase: use agent = true)'
@@ -222,7 +228,7 @@ export function createSshConnector(
     }
     const readyTimeout = Math.max(1, connectTimeoutMs - (Date.now() - started));
 
-    const c = new ssh2.Client();
+    const c = new SshClient();
     let hostKeyProblem: string | undefined;
     return new Promise<Client>((resolve, reject) => {
       let settled = false;

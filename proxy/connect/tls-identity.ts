@@ -11,7 +11,6 @@ import tls from 'node:tls';
 import type { EscaperConfig, ListenerConfig } from '../config/types.js';
 import { abortError } from '../net/abort.js';
 import { ConnectError } from '../types.js';
-import { pkcs11TlsOptions } from './pkcs11.js';
 
 /** Debian's bundle of the system's trust anchors (ca-certificates). */
 const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
@@ -55,6 +54,9 @@ export async function loadTlsIdentity(
     // trust anchors (tls.connect ignores `ca` beside a secureContext): give it ours,
     // including the [listener] fallback.
     // The loaded [escaper] itself: its login state and PIN are kept by object.
+    // pkcs11.ts (and the native pkcs11js) only when a token is configured
+    // (docs/performance.md, "Footprint").
+    const { pkcs11TlsOptions } = await import('./pkcs11.js');
     const hw = await pkcs11TlsOptions(escaper, { cacertFile: caFile });
     // The trust anchors stay ours whatever the token module returns.
     Object.assign(options, hw, { ca: options.ca });

@@ -8,7 +8,8 @@
 // download at 64 KiB per round trip. We advertise 8 MiB per stream and 32 MiB for the
 // connection; Node only returns window as the relay consumes data, so a client that
 // stops reading still stops the upstream (at most 8 MiB buffered per stream).
-import http2 from 'node:http2';
+import type * as http2 from 'node:http2';
+import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { formatHostPort } from '../../common/host-port.js';
@@ -33,7 +34,11 @@ export const PING_TIMEOUT_MS = 5000;
 /** How much of a refusal's body (the gateway's explanation) goes into the message. */
 const MAX_REFUSAL_TEXT = 200;
 
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
+// Error codes of RFC 9113 §7: node:http2 itself is loaded by the first HTTP/2 session
+// (adopt, below), not by every daemon (docs/performance.md, "Footprint").
+const NGHTTP2_REFUSED_STREAM = 0x7;
+const NGHTTP2_CANCEL = 0x8;
+const require = createRequire(import.meta.url);
 
 /**
  * TLS over `stream` offering ALPN h2 and http/1.1, with the same rules as tlsWrap
@@ -142,7 +147,8 @@ export function createH2Pool(): H2Pool {
     e.active < (e.session.remoteSettings.maxConcurrentStreams ?? 100);
 
   function adopt(slot: Slot, socket: tls.TLSSocket, host: string, req: H2Request): Entry {
-    const session = http2.connect(`https://${host}`, {
+    const { connect } = require('node:http2') as typeof http2;
+    const session = connect(`https://${host}`, {
       createConnection: () => socket,
       settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
     });

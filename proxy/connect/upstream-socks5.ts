@@ -4,7 +4,6 @@
 // every backend type. Host names are passed to the upstream unresolved (socks5h):
 // the upstream resolves them in its own network, which is the point of chaining.
 import type { Duplex } from 'node:stream';
-import { SocksClient } from 'socks';
 import { abortError } from '../net/abort.js';
 import { ConnectError, type Target } from '../types.js';
 
@@ -22,12 +21,18 @@ export function isUpstreamReply(err: ConnectError): boolean {
   return err.message.includes('rejected the request');
 }
 
+// Loaded on the first connection through a SOCKS5 backend, not by every daemon
+// (docs/performance.md, "Footprint"); kept once loaded.
+let socks: typeof import('socks') | undefined;
+
 export async function socks5Connect(
   stream: Duplex,
   target: Target,
   opts: { proxy: string; signal: AbortSignal; timeoutMs: number },
 ): Promise<Duplex> {
   const { proxy, signal } = opts;
+  socks ??= await import('socks');
+  const { SocksClient } = socks;
   if (signal.aborted) {
     stream.destroy();
     throw abortError(signal, `SOCKS5 through ${proxy}`);

@@ -2,7 +2,9 @@
 // `maxmind` package, answering geo.country (client.ip) and dst.geo.country (dst.ip)
 // with ISO 3166-1 alpha-2 codes. The whole file is loaded in memory once; a lookup is a
 // tree walk (microseconds), done only when the ACL names a geo attribute.
-import { open, type Reader, type Response } from 'maxmind';
+// `maxmind` is imported when a database is opened: a daemon without [geoip] never
+// loads it (docs/performance.md, "Footprint").
+import type { Reader, Response } from 'maxmind';
 
 export interface GeoLookup {
   /** Where the database was read from. */
@@ -21,6 +23,7 @@ export async function openGeoDatabase(path: string): Promise<GeoLookup> {
   let reader: Reader<Response>;
   try {
     // No watchForUpdates: a new file is taken at reload, like every other file.
+    const { open } = await import('maxmind');
     reader = await open<Response>(path);
   } catch (err) {
     throw new Error(`[geoip] database "${path}": ${(err as Error).message}`);

@@ -3,9 +3,7 @@
 // socket plug in here (systemd/, rpc/) without touching the data path.
 import net from 'node:net';
 import { formatHostPort } from '../../common/host-port.js';
-import { createAuthorizer } from '../../rpc/authorize.js';
-import { bindControlSocket } from '../../rpc/bind.js';
-import { type ControlServer, createControlServer } from '../../rpc/server.js';
+import type { ControlServer } from '../../rpc/server.js';
 import { createLogging, type Logging, type LogPreset } from '../audit/logging.js';
 import { auditRecord } from '../audit/record.js';
 import { ConfigError, formatConfigError, loadConfig } from '../config/index.js';
@@ -23,7 +21,7 @@ import {
   type State,
 } from '../state/state.js';
 import { DEFAULT_PROXY_ADDRESS, listenOn, parseBindAddress } from './bind.js';
-import { createControlBackend, type DaemonControl } from './control.js';
+import type { DaemonControl } from './control.js';
 import { fdLimitWarning, watchFds } from './fd-watch.js';
 import { createRefusalLog } from './refusal-log.js';
 import {
@@ -162,7 +160,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     audit.write(auditRecord('error', { reason: disabledMessage(d) }));
   });
   // Running out of descriptors is silent otherwise (fd-watch.ts).
-  const fdWatch = watchFds(log);
+  const fdWatch = watchFds(log, { busy: () => listener.active + pipeline.active > 0 });
   const warnFdLimit = (maxConnections: number) => {
     const w = fdLimitWarning(maxConnections);
     if (w !== null) log.warn(w);
@@ -178,7 +176,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const sources = new Map<string, ListenerSource>();
   const newProxyServer = () => {
     // allowHalfOpen: a client's FIN must end only its direction (relay half-close).
-    const server = net.createServer({ allowHalfOpen: true }, (sock) => listener.handleSocket(sock));
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+      fdWatch.wake();
+      listener.handleSocket(sock);
+    });
     server.on('error', (err) => log.error(`listener: ${err.message}`));
     servers.push(server);
     return server;
@@ -229,6 +230,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const controlPaths: string[] = [];
   let controlSocket: ControlServer | undefined;
   if (passed.control.length > 0 || opts.bindRpcSocket !== undefined) {
+    // The control interface's modules only when there is a control socket
+    // (docs/performance.md, "Footprint").
+    const [
+      { createAuthorizer },
+      { bindControlSocket },
+      { createControlServer },
+      { createControlBackend },
+    ] = await Promise.all([
+      import('../../rpc/authorize.js'),
+      import('../../rpc/bind.js'),
+      import('../../rpc/server.js'),
+      import('./control.js'),
+    ]);
     try {
       if (passed.control.length > 0) {
         for (const fd of passed.control) {
@@ -291,8 +305,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     return `serving on ${addresses.join(', ')}; ${rules}; ${listener.active} connections${reloadNote}`;
   }
   notifier.ready(statusLine());
-  const statusTimer = setInterval(() => notifier.status(statusLine()), 10_000);
-  statusTimer.unref();
+  // Only for a service manager that listens (a no-op otherwise): no idle wakeups.
+  const statusTimer = process.env.NOTIFY_SOCKET
+    ? setInterval(() => notifier.status(statusLine()), 10_000).unref()
+    : undefined;
 
   let stopping: { done: Promise<void>; now(): void } | null = null;
 

@@ -3,7 +3,9 @@
 // outbound connects fail with EMFILE. Nothing would tell the operator; this watch does:
 // it compares the open descriptors with the soft RLIMIT_NOFILE every few seconds and
 // warns once when usage crosses 90 %, again when it is exhausted, and says when it is
-// back to normal (docs/security.md, "Client connections and handshakes").
+// back to normal (docs/security.md, "Client connections and handshakes"). With no
+// connection open and usage normal, nothing can change until one opens: the watch then
+// sleeps until `wake()` (an idle daemon never wakes up: docs/performance.md, "Footprint").
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Log } from '../audit/logging.js';
 
@@ -49,12 +51,19 @@ type Level = 'ok' | 'high' | 'exhausted';
 export interface FdWatch {
   /** Checks now (also done every `intervalMs`). */
   check(): void;
+  /** A connection opened: checks resume if they slept (`busy`). */
+  wake(): void;
   stop(): void;
 }
 
 export function watchFds(
   log: Log,
-  opts: { intervalMs?: number; usage?: () => FdUsage | null } = {},
+  opts: {
+    intervalMs?: number;
+    usage?: () => FdUsage | null;
+    /** Whether connections are open; when given, checks sleep while it is false and usage is normal. */
+    busy?: () => boolean;
+  } = {},
 ): FdWatch {
   const usage = opts.usage ?? fdUsage;
   let level: Level = 'ok';
@@ -78,12 +87,29 @@ export function watchFds(
       log.warn(`file descriptors no longer exhausted, still high: ${figures}`);
     else log.info(`file descriptors back to normal: ${figures}`);
   };
-  const timer = setInterval(check, opts.intervalMs ?? 2000);
-  timer.unref();
+  const { busy } = opts;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const tick = () => {
+    check();
+    if (busy !== undefined && level === 'ok' && !busy()) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  };
+  const wake = () => {
+    if (timer !== undefined || stopped) return;
+    timer = setInterval(tick, opts.intervalMs ?? 2000);
+    timer.unref();
+  };
+  wake();
   return {
     check,
+    wake,
     stop() {
+      stopped = true;
       clearInterval(timer);
+      timer = undefined;
     },
   };
 }

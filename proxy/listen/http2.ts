@@ -8,7 +8,9 @@
 // it is answered: every object gets its 'error' listener first, and nothing is written
 // to a stream or session without checking it is still there. Deadlines for every state
 // are in docs/security.md ("HTTP/2").
-import http2 from 'node:http2';
+
+import type * as http2 from 'node:http2';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Refusal } from '../types.js';
 import { LINGER_MS } from './close.js';
@@ -33,7 +35,13 @@ export interface Http2FrontEnd {
  */
 export const CLOSE_GRACE_MS = LINGER_MS;
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
+// Error codes of RFC 9113 §7 (node:http2's constants, which are only loaded with the
+// server: below).
+const NGHTTP2_NO_ERROR = 0x0;
+const NGHTTP2_REFUSED_STREAM = 0x7;
+const NGHTTP2_CANCEL = 0x8;
+
+const require = createRequire(import.meta.url);
 
 interface SessionState {
   ctx: FrontEndContext;
@@ -53,20 +61,29 @@ export function createHttp2FrontEnd(
   let idleMs = handshakeTimeoutMs;
   const sessions = new Map<http2.ServerHttp2Session, SessionState>();
   let adopting: { socket: Socket; ctx: FrontEndContext } | undefined;
-  const server = http2.createServer({
-    maxHeaderListPairs: limits.maxHeaderCount,
-    maxSessionMemory: 10,
-    settings: {
-      maxConcurrentStreams: limits.maxConcurrentStreams,
-      maxHeaderListSize: limits.maxHeaderBytes,
-      enablePush: false,
-      // Node's default 64 KiB windows make a CONNECT stream's uploads ~8x slower than an
-      // HTTP/1.1 tunnel; 8 MiB per stream (32 MiB per connection, below) keeps pace.
-      initialWindowSize: 8 * 1024 * 1024,
-    },
-  });
-  // Without a listener these are dropped; with one, a bug in it would be the server's.
-  server.on('sessionError', ignore);
+  // node:http2 and the server are created on the first HTTP/2 connection: a daemon
+  // that never sees one does not load them (docs/performance.md, "Footprint").
+  let server: http2.Http2Server | undefined;
+  const createServer = (): http2.Http2Server => {
+    const { createServer } = require('node:http2') as typeof http2;
+    const created = createServer({
+      maxHeaderListPairs: limits.maxHeaderCount,
+      maxSessionMemory: 10,
+      settings: {
+        maxConcurrentStreams: limits.maxConcurrentStreams,
+        maxHeaderListSize: limits.maxHeaderBytes,
+        enablePush: false,
+        // Node's default 64 KiB windows make a CONNECT stream's uploads ~8x slower than an
+        // HTTP/1.1 tunnel; 8 MiB per stream (32 MiB per connection, below) keeps pace.
+        initialWindowSize: 8 * 1024 * 1024,
+      },
+    });
+    // Without a listener these are dropped; with one, a bug in it would be the server's.
+    created.on('sessionError', ignore);
+    created.on('session', onSession);
+    created.on('stream', onStream);
+    return created;
+  };
 
   const destroy = (session: http2.ServerHttp2Session, st: SessionState) => {
     clearTimeout(st.timer);
@@ -102,7 +119,7 @@ export function createHttp2FrontEnd(
   };
 
   // The server creates the session synchronously inside emit('connection').
-  server.on('session', (session) => {
+  const onSession = (session: http2.ServerHttp2Session) => {
     session.on('error', ignore);
     const adopted = adopting;
     if (adopted === undefined) {
@@ -131,9 +148,9 @@ export function createHttp2FrontEnd(
       clearTimeout(st.timer);
       sessions.delete(session);
     });
-  });
+  };
 
-  server.on('stream', (stream, headers) => {
+  const onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     // First: the session may already be destroyed, and the stream's 'error' with it.
     stream.on('error', ignore);
     const session = stream.session as http2.ServerHttp2Session | undefined;
@@ -216,11 +233,12 @@ export function createHttp2FrontEnd(
         reject: refuse,
       },
     );
-  });
+  };
 
   return {
     serve(socket, ctx) {
       adopting = { socket, ctx };
+      server ??= createServer();
       try {
         server.emit('connection', socket);
       } finally {
