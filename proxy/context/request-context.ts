@@ -14,6 +14,7 @@ import {
   type HttpFacts,
   type ProxyCommand,
   type ProxyProtocol,
+  type ProxyRequest,
   type Target,
 } from '../types.js';
 import { type GeoLookup, installedGeoDatabase } from './geoip.js';
@@ -24,14 +25,11 @@ import {
   type SocketTable,
 } from './socket-table.js';
 
-export interface RequestFacts {
-  target: Target;
-  protocol: ProxyProtocol;
-  cmd: ProxyCommand;
-  client: ClientFacts;
-  http?: HttpFacts;
-  cert?: CertFacts;
-}
+/** What a request says of itself: the front-end's request without its answer callbacks. */
+export type RequestFacts = Pick<
+  ProxyRequest,
+  'target' | 'protocol' | 'cmd' | 'client' | 'http' | 'cert'
+>;
 
 export interface ContextServices {
   resolver: Resolver;

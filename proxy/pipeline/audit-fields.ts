@@ -1,5 +1,5 @@
 // The request's audit fields, read from what the context computed anyway: the audit
-// never triggers a lookup of its own (SPEC 5.5: an attribute no rule references costs
+// never triggers a lookup of its own (docs/acl.md, "Attributes": an attribute no rule references costs
 // nothing), so uid/user/process appear when the rules needed them.
 import type { AclContext, AttrValue, Decision } from '../../acl-lang/index.js';
 import { type AuditRecord, formatEndpoint } from '../audit/record.js';
