@@ -7,16 +7,7 @@ import { KNOWN_ATTRIBUTES } from '../../acl-lang/attributes.js';
 import type { AclContext, AttrType, AttrValue } from '../../acl-lang/types.js';
 import { canonicalIp } from '../net/ip.js';
 import type { Resolver } from '../net/resolver.js';
-import {
-  type CertFacts,
-  type ClientFacts,
-  ConnectError,
-  type HttpFacts,
-  type ProxyCommand,
-  type ProxyProtocol,
-  type ProxyRequest,
-  type Target,
-} from '../types.js';
+import { ConnectError, type ProxyRequest } from '../types.js';
 import { type GeoLookup, installedGeoDatabase } from './geoip.js';
 import {
   isLoopback,
