@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package listed in .ci/packages.txt (root, Debian 12), without
 # letting apt start the services it installs: nginx, squid, tinyproxy, danted, ssh,
-# haproxy and dnsmasq would otherwise grab ports (80, 3128, 8888, 1080, 22, 53) that
+# haproxy, dnsmasq and prometheus would otherwise grab ports (80, 3128, 8888, 1080, 22,
+# 53, 9090) that
 # the tests bind on loopback. A policy-rc.d answering 101 ("action forbidden") makes
 # invoke-rc.d skip every start; it is removed afterwards, whatever happens.
 set -euo pipefail
@@ -33,7 +34,7 @@ apt-get install -y -qq --no-install-recommends "${pkgs[@]}" </dev/null
 # Belt and braces: if a service was already running before (a developer machine, or
 # an install done without this script), stop it. Without systemd as PID 1 `service`
 # goes through the init scripts; failures are fine (not running).
-for svc in nginx squid tinyproxy danted ssh haproxy dnsmasq; do
+for svc in nginx squid tinyproxy danted ssh haproxy dnsmasq prometheus prometheus-node-exporter; do
   service "$svc" stop >/dev/null 2>&1 || true
 done
 # microsocks has no service; a stray one from an earlier run would hold its port.
