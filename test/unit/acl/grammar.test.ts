@@ -122,6 +122,29 @@ policy eng_git {
     );
   });
 
+  test('block names in any script, `-` in attribute names, strings across lines (upstream)', () => {
+    const blocks = parseOk(
+      'policy accès_réseau-2 {\n  when user.trust-level >= 3 and path == "/a\n/b"\n  action allow\n}\nroute Ωmega { use ["par01"] }',
+    );
+    assert.deepEqual(
+      blocks.map((b) => b.name),
+      ['accès_réseau-2', 'Ωmega'],
+    );
+    assert.equal(
+      whenTree('user.trust-level >= 3 and path == "/a\n/b"'),
+      '(and user.trust-level >= 3 path == "/a\n/b")',
+    );
+    // `-` never starts a name: `-1` is still a number, and `not-x` is a name, not `not`.
+    assert.equal(whenTree('port > -1'), 'port > -1');
+    assert.equal(whenTree('not-x == 1'), 'not-x == 1');
+    // A name unknown to portail stays what any unknown attribute is: a warning at load.
+    const ds = diagnose('policy p { when user.trust-level >= 3 action allow }');
+    assert.deepEqual(
+      ds.map((d) => `${d.severity} ${d.message.split(' (')[0]}`),
+      ['warning unknown attribute user.trust-level'],
+    );
+  });
+
   test('braces around when, require, action and use, spanning several lines', () => {
     const blocks = parseOk(`
 policy finance {
@@ -540,7 +563,7 @@ describe('load-time errors at their exact position', () => {
       'unterminated string',
       'policy a {\n  when host == "x\n  action allow\n}',
       ['2:16 error'],
-      /unterminated string/,
+      /unterminated string \(no closing `"` before the end of the file\)/,
     ],
     [
       'unknown action',
