@@ -706,6 +706,19 @@ describe('load-time errors at their exact position', () => {
       /use `in`/,
     ],
     [
+      // A number against a quoted string never matches silently: an error, as for ==.
+      'port in ["443"]',
+      'policy a {\n  when port in [80, "443"]\n  action allow\n}',
+      ['2:21 error'],
+      /^a string, not an integer \(write 443 without quotes\) in set for port: "443"$/,
+    ],
+    [
+      'device.patch_age in ["2wk"]',
+      'policy a {\n  when device.patch_age in ["2wk"]\n  action allow\n}',
+      ['2:29 error'],
+      /^a string, not a duration \(write 2wk without quotes\)/,
+    ],
+    [
       'port in 443',
       'policy a {\n  when port in 443\n  action allow\n}',
       ['2:16 error'],
@@ -761,6 +774,16 @@ describe('load-time errors at their exact position', () => {
       assert.deepEqual(positions(r.diagnostics), ['2:21 error', '6:22 error']);
       assert.match(r.diagnostics[0].message, /cannot read list file .*nope\.txt/);
       assert.match(r.diagnostics[1].message, /cannot read list file .*adir/);
+    }));
+
+  test('a list file of ports is read as numbers (its lines are text, not quoted strings)', () =>
+    withTempDir(async (dir) => {
+      const acl = join(dir, 'filter.acl');
+      writeFileSync(join(dir, 'ports.txt'), '443\n8443\n');
+      writeFileSync(acl, 'policy a {\n  when port in file("ports.txt")\n  action allow\n}\n');
+      const r = await loadAclFile(acl, { backends: BACKENDS });
+      assert.ok(r.acl, formatDiagnostics(r.diagnostics));
+      assert.deepEqual(r.diagnostics, []);
     }));
 
   test('missing explain-template file: a warning only (loadAclFile)', () =>
