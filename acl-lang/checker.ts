@@ -88,9 +88,15 @@ export function listFilesOf(ast: AclFile, baseDir: string): string[] {
   return [...out];
 }
 
+/**
+ * Where a set entry comes from: a literal of the ACL (its token type), or a `line` of a
+ * list file (text, read as the attribute's type).
+ */
+type EntryKind = SetItem['type'] | 'line';
+
 /** Accumulates set entries for one attribute type; `add` returns a problem or null. */
 interface SetBuilder {
-  add(value: string, kind: SetItem['type']): string | null;
+  add(value: string, kind: EntryKind): string | null;
   readonly result: HOperand;
   readonly want: string;
 }
@@ -101,7 +107,11 @@ function adderFor(type: AttrType | undefined, checkOnly: boolean): SetBuilder {
       const set = new HostSet(!checkOnly);
       return {
         add: (v, kind) =>
-          kind !== 'string' ? 'not a string' : set.add(v) ? null : 'invalid hostname pattern',
+          kind !== 'string' && kind !== 'line'
+            ? 'not a string'
+            : set.add(v)
+              ? null
+              : 'invalid hostname pattern',
         result: { k: 'hostset', set },
         want: 'a hostname, ".suffix" or "*.suffix"',
       };
@@ -110,7 +120,11 @@ function adderFor(type: AttrType | undefined, checkOnly: boolean): SetBuilder {
       const set = new CidrSet();
       return {
         add: (v, kind) =>
-          kind !== 'string' ? 'not a string' : set.add(v) ? null : 'invalid IP address or CIDR',
+          kind !== 'string' && kind !== 'line'
+            ? 'not a string'
+            : set.add(v)
+              ? null
+              : 'invalid IP address or CIDR',
         result: { k: 'cidrset', set },
         want: 'an IP address or a CIDR such as "10.0.0.0/8"',
       };
@@ -120,13 +134,21 @@ function adderFor(type: AttrType | undefined, checkOnly: boolean): SetBuilder {
       const set = new Set<string>();
       return {
         add: (v, kind) => {
-          if ((kind === 'int' || kind === 'string') && /^-?\d+$/.test(v)) {
+          // A quoted "443" is a string, as in `port == "443"`: an error, never a silent
+          // match (docs/acl.md, "Sets and `in`"). List files hold text: read as numbers.
+          if (kind === 'string') {
+            const want = type === 'number' ? 'an integer' : 'a duration';
+            return /^-?\d+$/.test(v) || /^\d+(ms|wk|s|m|h|d|w)$/.test(v)
+              ? `a string, not ${want} (write ${v} without quotes)`
+              : `not ${want}`;
+          }
+          if ((kind === 'int' || kind === 'line') && /^-?\d+$/.test(v)) {
             const n = BigInt(v);
             if (n > I64_MAX || n < -I64_MAX) return `integer ${v} is out of range`;
             set.add(numKey(n));
           } else if (
             type === 'duration' &&
-            (kind === 'duration' || kind === 'string') &&
+            (kind === 'duration' || kind === 'line') &&
             /^\d+(ms|wk|s|m|h|d|w)$/.test(v)
           ) {
             set.add(numKey(durationSeconds(v)));
@@ -142,7 +164,7 @@ function adderFor(type: AttrType | undefined, checkOnly: boolean): SetBuilder {
       const set = new Set<string>();
       return {
         add: (v, kind) => {
-          if (kind !== 'string' && type !== undefined) return 'not a string';
+          if (kind !== 'string' && kind !== 'line' && type !== undefined) return 'not a string';
           set.add(v);
           return null;
         },
@@ -260,7 +282,7 @@ export function checkAcl(
     const path = resolveListPath(opts.baseDir, operand.path.value);
     let bad = 0;
     list.forEach((value, line) => {
-      const problem = add.add(value, 'string');
+      const problem = add.add(value, 'line');
       if (problem && ++bad <= 5) {
         report('warning', operand.path.loc, `${path}:${line}: ${problem} "${value}" skipped`);
       }

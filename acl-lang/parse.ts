@@ -21,8 +21,15 @@ export const MAX_NESTING = 64;
 
 const TOO_DEEP = `expression nested too deeply (more than ${MAX_NESTING} levels of parentheses and \`not\`)`;
 
+// Words as the grammar has them: `-` inside names (`user.trust-level`), and any non-ASCII
+// character (letters of block names), so that `not-x` or `notée` is never read as `not`.
 const isWordChar = (c: number) =>
-  (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+  (c >= 48 && c <= 57) ||
+  (c >= 65 && c <= 90) ||
+  (c >= 97 && c <= 122) ||
+  c === 95 ||
+  c === 45 ||
+  c >= 128;
 
 /**
  * Where parentheses and `not` first nest deeper than MAX_NESTING, once per region between
@@ -56,10 +63,10 @@ export function findTooDeep(text: string): { offset: number; length: number }[] 
       continue;
     }
     if (c === 34 /* " */) {
-      // A string ends at its closing quote or, unterminated, at the end of its line.
-      let j = i + 1;
-      while (j < n && text.charCodeAt(j) !== 34 && text.charCodeAt(j) !== 10) j++;
-      i = j;
+      // A string ends at its closing quote, lines included (as the grammar's String), or,
+      // unterminated, at the end of the text.
+      const close = text.indexOf('"', i + 1);
+      i = close < 0 ? n : close;
       afterFile = false;
       continue;
     }
@@ -146,7 +153,7 @@ function tokenLength(source: string, offset: number): number {
 }
 
 function unterminated(source: string, offset: number): boolean {
-  return source[offset] === '"' && !/^"[^"\n]*"/.test(source.slice(offset, offset + 4096));
+  return source[offset] === '"' && source.indexOf('"', offset + 1) < 0;
 }
 
 function startsBlock(source: string, offset: number): boolean {
@@ -240,7 +247,7 @@ export function parseAcl(source: string, file: string): ParseResult {
           source,
           { line: start.line, column: start.column, length: tokenLength(text, start.offset) },
           unterminated(text, start.offset)
-            ? 'syntax error: unterminated string (a string ends on the line it starts)'
+            ? 'syntax error: unterminated string (no closing `"` before the end of the file)'
             : `syntax error: unexpected ${describeFound(text, start.offset)}${
                 startsBlock(text, start.offset) ? ' (is the `}` of the block above missing?)' : ''
               }`,

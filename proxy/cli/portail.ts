@@ -9,6 +9,10 @@
 // "Sixth pass"). `npm start` and the benchmarks pass it too.
 import { Command, Option } from 'commander';
 import { registerRpcCommand } from '../../rpc/upstream-cli.js';
+import { defaultConfigFile } from './config-path.js';
+
+const CONFIG_HELP =
+  'configuration file (default: /etc/portail/portail.toml, else /etc/portail.toml when only that exists)';
 
 // Subcommands load their modules only when they run, so an offline check never pays
 // for (or depends on) the daemon's modules.
@@ -22,7 +26,7 @@ program.exitOverride((err) => {
 program
   .command('daemon')
   .description('run the proxy')
-  .option('--config <file>', 'configuration file', '/etc/portail/portail.toml')
+  .option('-c, --config <file>', CONFIG_HELP)
   .option(
     '--bind-proxy-address <host:port>',
     'listen address (repeatable)',
@@ -37,13 +41,13 @@ program
   )
   .action(async (opts) => {
     const { runDaemon } = await import('./daemon.js');
-    process.exitCode = await runDaemon(opts);
+    process.exitCode = await runDaemon({ ...opts, config: opts.config ?? defaultConfigFile() });
   });
 
 program
   .command('check-acl-syntax')
   .description('parse and validate an ACL file against the configuration')
-  .option('--config <file>', 'configuration file (for backend names)')
+  .option('-c, --config <file>', 'configuration file (for backend names)')
   .option('--json', 'machine-readable output')
   .argument('<acl-file>')
   .action(async (aclFile: string, opts: { config?: string; json?: boolean }) => {
@@ -54,11 +58,11 @@ program
 program
   .command('check')
   .description('validate the configuration and every file it refers to')
-  .option('--config <file>', 'configuration file', '/etc/portail/portail.toml')
+  .option('-c, --config <file>', CONFIG_HELP)
   .option('--json', 'machine-readable output')
-  .action(async (opts: { config: string; json?: boolean }) => {
+  .action(async (opts: { config?: string; json?: boolean }) => {
     const { runCheck } = await import('./check.js');
-    process.exitCode = await runCheck(opts);
+    process.exitCode = await runCheck({ ...opts, config: opts.config ?? defaultConfigFile() });
   });
 
 registerRpcCommand(program);

@@ -19,6 +19,7 @@ import { configSource } from './load.js';
 import { findSpan, type KeyPath } from './locate.js';
 import { parsePkcs11Uri } from './pkcs11-uri.js';
 import type { Config } from './types.js';
+import { writtenPath } from './upstream-keys.js';
 
 export interface CheckOptions {
   /** The time certificates must be valid at (default: now). */
@@ -35,12 +36,13 @@ export function keyDiagnostic(
   severity: 'error' | 'warning' = 'error',
 ): Diagnostic {
   const source = configSource(config);
-  const span = source ? findSpan(source.spans, at) : undefined;
+  const written = source ? writtenPath(at, source.renames) : at;
+  const span = source ? findSpan(source.spans, written) : undefined;
   return makeDiagnostic(
     source?.name ?? config.file,
     source?.text ?? '',
     span,
-    `${formatKeyPath(at)}: ${message}`,
+    `${formatKeyPath(written)}: ${message}`,
     severity,
   );
 }

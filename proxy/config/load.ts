@@ -16,6 +16,7 @@ import { crossFieldIssues, isTable } from './rules.js';
 import { configSchema, describeValue, knownKeys, type ParsedConfig } from './schema.js';
 import { closestKey } from './suggest.js';
 import type { AuditSink, BackendConfig, Config } from './types.js';
+import { applyUpstreamSpellings, type UpstreamRename, writtenPath } from './upstream-keys.js';
 
 export const defaultConfigPath = '/etc/portail/portail.toml';
 
@@ -30,6 +31,8 @@ export interface ConfigSource {
   name: string;
   text: string;
   spans: Map<string, Span>;
+  /** Upstream's spellings read as our keys (upstream-keys.ts): diagnostics name the written key. */
+  renames: readonly UpstreamRename[];
 }
 
 const sources = new WeakMap<Config, ConfigSource>();
@@ -204,10 +207,13 @@ export async function loadConfig(path: string): Promise<Config> {
 
   const spans = locateKeys(text);
   const diagnostics: Diagnostic[] = [];
-  const report = (at: KeyPath, message: string, severity: 'error' | 'warning' = 'error') => {
+  const upstream = applyUpstreamSpellings(isTable(doc) ? doc : {});
+  const report = (key: KeyPath, message: string, severity: 'error' | 'warning' = 'error') => {
+    const at = writtenPath(key, upstream.renames);
     const full = at.length ? `${formatKeyPath(at)}: ${message}` : message;
     diagnostics.push(makeDiagnostic(path, text, findSpan(spans, at), full, severity));
   };
+  for (const issue of upstream.issues) report(issue.path, issue.message, issue.severity);
 
   const parsed = configSchema.safeParse(doc);
   if (!parsed.success) {
@@ -234,6 +240,6 @@ export async function loadConfig(path: string): Promise<Config> {
   const config = buildConfig(file, parsed.data, resolveAt, warnings);
   if (diagnostics.some((d) => d.severity === 'error'))
     throw new ConfigError(sortDiagnostics(diagnostics));
-  sources.set(config, { name: path, text, spans });
+  sources.set(config, { name: path, text, spans, renames: upstream.renames });
   return config;
 }

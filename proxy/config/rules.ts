@@ -40,12 +40,6 @@ export function crossFieldIssues(doc: Table): RuleIssue[] {
         'needs tls-privkey too (the private key of this certificate)',
       );
     }
-    if (has(listener, 'cacert-file') && !(key && chain)) {
-      error(
-        ['listener', 'cacert-file'],
-        'client certificates can only be required on a TLS listener: set tls-privkey and tls-chain too (trust anchors for backends go in [escaper] cacert-file)',
-      );
-    }
     if (listener['require-tls'] === true && !(key && chain)) {
       error(['listener', 'require-tls'], 'needs a TLS listener: set tls-privkey and tls-chain');
     }
@@ -80,7 +74,20 @@ export function crossFieldIssues(doc: Table): RuleIssue[] {
       );
     }
   }
-  const hasIdentity = (escKey && escCert && !pkcs11) || (pkcs11 && !escKey);
+  // Without a TLS listener, [listener] cacert-file is what upstream makes of it: the
+  // trust anchors of identity-aware backends, used when [escaper] names none
+  // (docs/upstream.md). Beside [escaper] cacert-file it would do nothing: say so.
+  if (
+    listener &&
+    has(listener, 'cacert-file') &&
+    !(has(listener, 'tls-privkey') && has(listener, 'tls-chain')) &&
+    has(escaper, 'cacert-file')
+  ) {
+    warning(
+      ['listener', 'cacert-file'],
+      'has no effect: without a TLS listener it only names trust anchors for identity-aware backends, and [escaper] cacert-file does that here',
+    );
+  }
 
   const backends = isTable(doc.backends) ? doc.backends : undefined;
   for (const [name, b] of Object.entries(backends ?? {})) {
@@ -112,12 +119,6 @@ export function crossFieldIssues(doc: Table): RuleIssue[] {
       for (const k of SSH_ONLY) {
         if (has(b, k)) error([...at, k], 'is only valid with type = "ssh"');
       }
-    }
-    if (b['identity-aware'] === true && !hasIdentity) {
-      error(
-        [...at, 'identity-aware'],
-        'needs a client identity: set [escaper] tls-privkey and tls-certificate, or pkcs11-uri',
-      );
     }
     if (has(b, 'tls-server-name') && b['identity-aware'] !== true) {
       warning([...at, 'tls-server-name'], 'has no effect without identity-aware = true');

@@ -1,5 +1,7 @@
 // Our client identity for identity-aware backends (docs/configuration.md, "[escaper]"): TLS to the
-// upstream with our certificate, the upstream's certificate ALWAYS verified — against
+// upstream, with our certificate when [escaper] has one (as upstream: a node that only
+// names trust anchors still speaks verified TLS, docs/upstream.md), the upstream's
+// certificate ALWAYS verified — against
 // `[escaper] cacert-file`, else `[listener] cacert-file` (as upstream), else the
 // system store — and its name checked against `tls-server-name` (default: the
 // backend's host). There is no option to skip verification, on purpose.
@@ -20,7 +22,7 @@ export interface TlsIdentity {
   options: tls.SecureContextOptions;
   /** Where the trust anchors came from (diagnostics). */
   trust: string;
-  /** False when [escaper] names no certificate: identity-aware backends then fail. */
+  /** False when [escaper] names no certificate: TLS is then spoken without one. */
   hasClientCertificate: boolean;
 }
 
@@ -80,15 +82,6 @@ export function tlsWrap(
   opts: { serverName: string; signal: AbortSignal; label: string; alpn?: string[] },
 ): Promise<tls.TLSSocket> {
   const { serverName, signal, label } = opts;
-  if (!identity.hasClientCertificate) {
-    stream.destroy();
-    return Promise.reject(
-      new ConnectError(
-        'internal',
-        `identity-aware backend ${label}: [escaper] has no client certificate (tls-certificate + tls-privkey, or pkcs11-uri)`,
-      ),
-    );
-  }
   return new Promise((resolve, reject) => {
     const sock = tls.connect({
       ...identity.options,

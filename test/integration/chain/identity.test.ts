@@ -19,8 +19,8 @@ import { startPortail } from '../daemon/portail.js';
 import { startGateway } from '../gateway/gateway.js';
 import { origin, via } from './helpers.js';
 
-/** mTLS terminator in front of `to`; counts handshakes that completed. */
-async function mtlsFront(t: Owner, ca: TestCa, to: number) {
+/** mTLS terminator in front of `to` (a client certificate optional with `requestCert: false`); counts handshakes that completed. */
+async function mtlsFront(t: Owner, ca: TestCa, to: number, requestCert = true) {
   let authorized = 0;
   const sockets = new Set<net.Socket>();
   const server = tls.createServer(
@@ -28,7 +28,7 @@ async function mtlsFront(t: Owner, ca: TestCa, to: number) {
       cert: ca.pem.serverCert,
       key: ca.pem.serverKey,
       ca: ca.pem.ca,
-      requestCert: true,
+      requestCert,
       rejectUnauthorized: true,
     },
     (s) => {
@@ -160,4 +160,38 @@ test('portail → portail gateway: the gateway is used with our identity; a wron
   }
   assert.deepEqual(o.seen, ['127.0.0.24']);
   assert.equal(decisions(), 1, 'the gateway judged no request from an untrusted peer');
+});
+
+test('identity-aware with only [listener] cacert-file (upstream node): verified TLS, no client certificate', async (t) => {
+  if (!requireTool(t, 'microsocks') || !requireTool(t, 'openssl')) return;
+  const ca = await makeTestCa({ t });
+  const other = await makeTestCa({ t });
+  const ms = await startMicrosocks({ t, bindOutgoing: '127.0.0.25' });
+  const front = await mtlsFront(t, ca, ms.port, false);
+  const o = await origin(t);
+  const node = (trust: TestCa) =>
+    startPortail(t, {
+      acl: ACL,
+      config: `fallback-to-direct = false\n[listener]\ncacert-file = "${trust.caCert}"\n${backend(front.port)}`,
+    });
+  const good = await node(ca);
+  const r = await via('socks5', good.port, o.port);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'from 127.0.0.25');
+  assert.equal(front.authorized(), 1);
+  // Still verified: a backend certificate outside those anchors is refused.
+  const bad = await node(other);
+  const b = await via('socks5', bad.port, o.port);
+  assert.notEqual(b.code, 0);
+  const d = await bad.waitRecord((x) => x.event === 'decision');
+  assert.match(String(d.reason), /TLS to gw .*certificate/);
+  assert.equal(front.authorized(), 1);
+  // A front that requires a client certificate refuses a node that has none.
+  const strict = await mtlsFront(t, ca, ms.port);
+  const n = await startPortail(t, {
+    acl: ACL,
+    config: `fallback-to-direct = false\n[listener]\ncacert-file = "${ca.caCert}"\n${backend(strict.port)}`,
+  });
+  assert.notEqual((await via('socks5', n.port, o.port)).code, 0);
+  assert.equal(strict.authorized(), 0);
 });

@@ -122,6 +122,29 @@ policy eng_git {
     );
   });
 
+  test('block names in any script, `-` in attribute names, strings across lines (upstream)', () => {
+    const blocks = parseOk(
+      'policy accès_réseau-2 {\n  when user.trust-level >= 3 and path == "/a\n/b"\n  action allow\n}\nroute Ωmega { use ["par01"] }',
+    );
+    assert.deepEqual(
+      blocks.map((b) => b.name),
+      ['accès_réseau-2', 'Ωmega'],
+    );
+    assert.equal(
+      whenTree('user.trust-level >= 3 and path == "/a\n/b"'),
+      '(and user.trust-level >= 3 path == "/a\n/b")',
+    );
+    // `-` never starts a name: `-1` is still a number, and `not-x` is a name, not `not`.
+    assert.equal(whenTree('port > -1'), 'port > -1');
+    assert.equal(whenTree('not-x == 1'), 'not-x == 1');
+    // A name unknown to portail stays what any unknown attribute is: a warning at load.
+    const ds = diagnose('policy p { when user.trust-level >= 3 action allow }');
+    assert.deepEqual(
+      ds.map((d) => `${d.severity} ${d.message.split(' (')[0]}`),
+      ['warning unknown attribute user.trust-level'],
+    );
+  });
+
   test('braces around when, require, action and use, spanning several lines', () => {
     const blocks = parseOk(`
 policy finance {
@@ -540,7 +563,7 @@ describe('load-time errors at their exact position', () => {
       'unterminated string',
       'policy a {\n  when host == "x\n  action allow\n}',
       ['2:16 error'],
-      /unterminated string/,
+      /unterminated string \(no closing `"` before the end of the file\)/,
     ],
     [
       'unknown action',
@@ -683,6 +706,19 @@ describe('load-time errors at their exact position', () => {
       /use `in`/,
     ],
     [
+      // A number against a quoted string never matches silently: an error, as for ==.
+      'port in ["443"]',
+      'policy a {\n  when port in [80, "443"]\n  action allow\n}',
+      ['2:21 error'],
+      /^a string, not an integer \(write 443 without quotes\) in set for port: "443"$/,
+    ],
+    [
+      'device.patch_age in ["2wk"]',
+      'policy a {\n  when device.patch_age in ["2wk"]\n  action allow\n}',
+      ['2:29 error'],
+      /^a string, not a duration \(write 2wk without quotes\)/,
+    ],
+    [
       'port in 443',
       'policy a {\n  when port in 443\n  action allow\n}',
       ['2:16 error'],
@@ -738,6 +774,16 @@ describe('load-time errors at their exact position', () => {
       assert.deepEqual(positions(r.diagnostics), ['2:21 error', '6:22 error']);
       assert.match(r.diagnostics[0].message, /cannot read list file .*nope\.txt/);
       assert.match(r.diagnostics[1].message, /cannot read list file .*adir/);
+    }));
+
+  test('a list file of ports is read as numbers (its lines are text, not quoted strings)', () =>
+    withTempDir(async (dir) => {
+      const acl = join(dir, 'filter.acl');
+      writeFileSync(join(dir, 'ports.txt'), '443\n8443\n');
+      writeFileSync(acl, 'policy a {\n  when port in file("ports.txt")\n  action allow\n}\n');
+      const r = await loadAclFile(acl, { backends: BACKENDS });
+      assert.ok(r.acl, formatDiagnostics(r.diagnostics));
+      assert.deepEqual(r.diagnostics, []);
     }));
 
   test('missing explain-template file: a warning only (loadAclFile)', () =>

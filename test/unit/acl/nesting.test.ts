@@ -77,6 +77,19 @@ describe('nesting limit', () => {
     );
   });
 
+  test('parentheses inside a string spanning lines do not count either', () => {
+    const deep = '('.repeat(100);
+    const src = `policy a {\n  when host == "x\n${deep}\n" or port == 1\n  action allow\n}\n`;
+    const r = compileAclSource(src, 'ok.acl', { baseDir: '/acl' });
+    assert.deepEqual(
+      r.diagnostics.filter((d) => d.severity === 'error'),
+      [],
+    );
+    // …and `not-` names are names, not `not`s.
+    const nots = `policy a {\n  when ${'not-x == 1 and '.repeat(100)}port == 1\n  action allow\n}\n`;
+    assert.ok(compileAclSource(nots, 'ok.acl', { baseDir: '/acl' }).acl);
+  });
+
   test('nesting spread over many blocks does not add up', () => {
     const block = `policy p_N {\n  when ${'not ('.repeat(30)}port == 1${')'.repeat(30)}\n  action allow\n}\n`;
     let src = '';

@@ -20,11 +20,15 @@ test('[listener] tls-privkey and tls-chain go together', async () => {
   await load('[listener]\ntls-chain = "c.pem"\ntls-privkey = "k.pem"\n');
 });
 
-test('[listener] cacert-file and require-tls need a TLS listener', async () => {
-  await assertOneError(
-    '[listener]\ncacert-file = "ca.pem"\n',
-    /^listener\.cacert-file: client certificates can only be required on a TLS listener/,
-  );
+test('[listener] require-tls needs a TLS listener; cacert-file alone is trust anchors (upstream)', async () => {
+  // Upstream's node: [listener] cacert-file without a TLS listener names the trust
+  // anchors of identity-aware backends (docs/upstream.md).
+  const alone = await load('[listener]\ncacert-file = "ca.pem"\n');
+  assert.match(alone.listener.cacertFile ?? '', /ca\.pem$/);
+  assert.deepEqual(alone.warnings, []);
+  // Beside [escaper] cacert-file it would do nothing: a warning, not an error.
+  const both = await load('[listener]\ncacert-file = "ca.pem"\n[escaper]\ncacert-file = "e.pem"\n');
+  assert.match(both.warnings[0]?.message ?? '', /^listener\.cacert-file: has no effect/);
   await assertOneError(
     '[listener]\nrequire-tls = true\n',
     /^listener\.require-tls: needs a TLS listener/,
@@ -33,6 +37,7 @@ test('[listener] cacert-file and require-tls need a TLS listener', async () => {
     '[listener]\ncacert-file = "ca.pem"\ntls-chain = "c.pem"\ntls-privkey = "k.pem"\nrequire-tls = true\n',
   );
   assert.equal(c.listener.requireTls, true);
+  assert.deepEqual(c.warnings, []);
   await load('[listener]\nrequire-tls = false\n');
 });
 
@@ -67,11 +72,13 @@ test('[escaper] identity: a key file with its certificate, or a PKCS#11 URI, not
   await load('[escaper]\ncacert-file = "ca.pem"\n');
 });
 
-test('identity-aware backends need an [escaper] identity', async () => {
+test('identity-aware backends: TLS with or without a client certificate (upstream)', async () => {
   const backend = '[backends.gw]\ntarget-address = "gw.example.com:443"\nidentity-aware = true\n';
-  const d = await assertOneError(backend, /^backends\.gw\.identity-aware: needs a client identity/);
-  assert.equal(d.line, 3);
-  await assertOneError(`${backend}[escaper]\ncacert-file = "ca.pem"\n`, /needs a client identity/);
+  // Upstream's node config: trust anchors only, no client identity.
+  const c = await load(`${backend}[listener]\ncacert-file = "ca.pem"\n`);
+  assert.equal(c.backends.gw.identityAware, true);
+  await load(backend);
+  await load(`${backend}[escaper]\ncacert-file = "ca.pem"\n`);
   await load(backend + ESCAPER);
   await load(`${backend}[escaper]\npkcs11-uri = "pkcs11:object=k"\n`);
 });

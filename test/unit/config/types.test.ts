@@ -1,6 +1,7 @@
 // Wrong types and bad values: the message says what was expected and what was found.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parseDnsServer } from '../../../proxy/net/resolver.js';
 import { assertOneError, load } from './helpers.js';
 
 test('wrong types are reported in TOML terms', async () => {
@@ -65,4 +66,16 @@ test('the caret of an array element points at the element', async () => {
 
 test('TOML floats that are whole numbers are integers', async () => {
   assert.equal((await load('max-connections = 10.0')).maxConnections, 10);
+});
+
+test('[dns] resolvers: bare IPs (upstream) and IP:PORT, both families, in one list', async () => {
+  const entries = ['192.0.2.53', '2001:db8::53', '192.0.2.54:5353', '[2001:db8::54]:5353'];
+  const c = await load(`[dns]\nresolvers = ${JSON.stringify(entries)}\n`);
+  assert.deepEqual(c.dns.resolvers, entries);
+  assert.deepEqual(entries.map(parseDnsServer), [
+    '192.0.2.53',
+    '[2001:db8::53]',
+    '192.0.2.54:5353',
+    '[2001:db8::54]:5353',
+  ]);
 });
