@@ -25,14 +25,46 @@ export function isUpstreamReply(err: ConnectError): boolean {
 // (docs/performance.md, "Footprint"); kept once loaded.
 let socks: typeof import('socks') | undefined;
 
+/**
+ * The first load takes file reads, during which the connected stream may already fail
+ * (a TLS alert from an upstream that refuses our certificate) or close: with nobody
+ * listening yet, the SOCKS5 handshake would then wait for its timeout. What happens
+ * meanwhile is kept and turned into this attempt's failure.
+ */
+async function loadSocks(stream: Duplex, proxy: string): Promise<void> {
+  let failure: Error | undefined;
+  let closed = false;
+  const onError = (err: Error) => {
+    failure ??= err;
+  };
+  const onClose = () => {
+    closed = true;
+  };
+  stream.on('error', onError);
+  stream.on('close', onClose);
+  try {
+    socks = await import('socks');
+  } finally {
+    stream.off('error', onError);
+    stream.off('close', onClose);
+  }
+  if (failure !== undefined || closed || stream.destroyed) {
+    stream.destroy();
+    throw new ConnectError(
+      'internal',
+      `upstream SOCKS5 ${proxy}: ${failure?.message ?? 'the connection closed before the SOCKS5 handshake'}`,
+    );
+  }
+}
+
 export async function socks5Connect(
   stream: Duplex,
   target: Target,
   opts: { proxy: string; signal: AbortSignal; timeoutMs: number },
 ): Promise<Duplex> {
   const { proxy, signal } = opts;
-  socks ??= await import('socks');
-  const { SocksClient } = socks;
+  if (socks === undefined) await loadSocks(stream, proxy);
+  const { SocksClient } = socks as typeof import('socks');
   if (signal.aborted) {
     stream.destroy();
     throw abortError(signal, `SOCKS5 through ${proxy}`);
