@@ -65,6 +65,11 @@ export interface ProxyListener {
   readonly refused: number;
   /** Connections closed because their handshake did not complete in time. */
   readonly handshakeTimeouts: number;
+  /**
+   * Per protocol detected on the accepted connection (a TLS connection counts as `tls`
+   * whatever it carries): connections so far, and open now. Metrics read these.
+   */
+  readonly byProtocol: Readonly<Record<DetectedProtocol, ProtocolCounts>>;
   /** Destroys every open client connection (end of a graceful stop). */
   closeAll(): void;
   /**
@@ -72,6 +77,11 @@ export interface ProxyListener {
    * applies to the next connection (connections above a lowered limit stay open).
    */
   setLimits(limits: { handshakeTimeoutMs: number; maxConnections: number }): void;
+}
+
+export interface ProtocolCounts {
+  accepted: number;
+  active: number;
 }
 
 const OVERLOADED_MESSAGE = 'portail: too many connections, try again later\n';
@@ -85,6 +95,12 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
   let accepted = 0;
   let refused = 0;
   let handshakeTimeouts = 0;
+  const byProtocol: Record<DetectedProtocol, ProtocolCounts> = {
+    socks5: { accepted: 0, active: 0 },
+    http1: { accepted: 0, active: 0 },
+    http2: { accepted: 0, active: 0 },
+    tls: { accepted: 0, active: 0 },
+  };
   /** Refused sockets still waiting for their answer to be read (bounded). */
   const lingering = new Set<Socket>();
 
@@ -154,11 +170,18 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     socket.on('close', () => {
       open.delete(socket);
       ctx.clearDeadline();
+      if (ctx.protocol !== undefined) byProtocol[ctx.protocol].active--;
     });
     ctx.handshakeStart();
 
     const detect = () =>
-      readHead(socket, (protocol, read) => route(protocol, socket, ctx, false, read));
+      readHead(socket, (protocol, read) => {
+        ctx.protocol = protocol;
+        const counts = byProtocol[protocol];
+        counts.accepted++;
+        counts.active++;
+        route(protocol, socket, ctx, false, read);
+      });
     if (!opts.proxyProtocol?.()) {
       detect();
       return;
@@ -311,6 +334,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     get refused() {
       return refused;
     },
+    byProtocol,
     get handshakeTimeouts() {
       return handshakeTimeouts;
     },
@@ -348,6 +372,8 @@ class Connection implements FrontEndContext {
   /** Cancels the handshake deadline (proxy/deadlines.ts: no timer per connection). */
   private cancel: (() => void) | undefined = undefined;
   private served = false;
+  /** The protocol detected first (metrics: decremented on close). */
+  protocol: DetectedProtocol | undefined = undefined;
   constructor(
     private readonly shared: Shared,
     private readonly socket: Socket,
