@@ -2,16 +2,16 @@
 // prom-client's global one), Node's process metrics prefixed `portail_`, and ours.
 //
 // The data path pays for nothing it does not have to: what the listener, the state, the
-// resolver and the refusal log count already is read at scrape time (collect()), and what
-// the pipeline reports goes to label children created once (per protocol, action,
-// reason, backend, policy) — no allocation per request. Label values are bounded: no
-// host, no user; policy and backend names are capped (MAX_NAMES, then "(other)").
+// resolver and the refusal log count already is read at scrape time (collect()), and
+// what the pipeline reports adds to plain numbers kept here (one row per policy, per
+// backend, made once) that the scrape copies into prom-client — whose own inc() and
+// observe() build a label hash (and a closure) per call. No allocation per request.
+// Label values are bounded: no host, no user; policy and backend names are capped
+// (MAX_NAMES, then "(other)").
 import {
   Counter,
   collectDefaultMetrics,
   Gauge,
-  Histogram,
-  type LabelValues,
   Registry,
   type RegistryContentType,
 } from 'prom-client';
@@ -22,6 +22,7 @@ import type { ResolverStats } from '../net/resolver.js';
 import type { PipelineObserver } from '../pipeline/core.js';
 import type { ReloadResult, State } from '../state/state.js';
 import type { RejectReason } from '../types.js';
+import { FixedHistogram, type Observer } from './histogram.js';
 
 /** Distinct policy (or backend) names given their own label value; then "(other)". */
 export const MAX_NAMES = 1000;
@@ -66,26 +67,29 @@ const RESOLVER: ReadonlyArray<[keyof ResolverStats, string, string]> = [
   ['cancelled', 'cancelled', 'DNS queries cancelled: every waiter left before the answer.'],
 ];
 
-interface Inc {
-  inc(n?: number): void;
-}
-interface Observe {
-  observe(v: number): void;
-}
+type Protocol = keyof typeof PROTOCOL_LABEL;
+const PROTOCOLS = Object.keys(PROTOCOL_LABEL) as Protocol[];
+const EVAL_BUCKETS = [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2];
+const CONNECT_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
 
-/** A counter whose value something else keeps: the scrape adds what it grew by. */
-function mirror(
-  counter: Counter<string>,
-  labels: LabelValues<string> | undefined,
-): (v: number) => void {
-  let last = 0;
-  const child: Inc = labels ? counter.labels(labels) : counter;
-  return (v) => {
-    // A smaller value is a fresh source (a resolver rebuilt by a reload): it started at 0.
-    const delta = v >= last ? v - last : v;
-    last = v;
-    if (delta > 0) child.inc(delta);
-  };
+/** A counter whose value is read at scrape time (absolute; labelled or not). */
+function counter(
+  registry: Registry<RegistryContentType>,
+  name: string,
+  help: string,
+  read: () => number,
+): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
 }
 
 export function createMetrics(src: MetricsSources): Metrics {
@@ -99,43 +103,54 @@ export function createMetrics(src: MetricsSources): Metrics {
   }
   const registers = [registry];
 
+  // What the pipeline reports, as plain numbers.
+  /** Per policy name: allow, deny, redirect. */
+  const byPolicy = new Map<string, Float64Array>();
+  const noPolicy = new Float64Array(3);
+  const otherPolicy = new Float64Array(3);
+  const errorCounts = new Map<string, number>(CONNECT_ERRORS.map((k) => [k, 0]));
+  const bytes = { up: 0, down: 0 };
+  const reloads = { ok: 0, failed: 0 };
+  const relays = { handedOver: 0, resumed: 0 };
+  src.state.onReload((r: ReloadResult) => {
+    if (r.ok) reloads.ok++;
+    else reloads.failed++;
+  });
+
   // Connections, read from the listener's counters.
-  const accepted = new Counter({
+  new Counter({
     name: 'portail_connections_accepted_total',
     help: 'Client connections accepted, by the protocol detected first (tls whatever it carries).',
     labelNames: ['protocol'],
     registers,
-    collect: () => {
-      for (const [p, set] of acceptedSetters) set(src.listener.byProtocol[p].accepted);
+    collect() {
+      this.reset();
+      for (const p of PROTOCOLS)
+        this.inc({ protocol: PROTOCOL_LABEL[p] }, src.listener.byProtocol[p].accepted);
     },
   });
-  const acceptedSetters = (Object.keys(PROTOCOL_LABEL) as Array<keyof typeof PROTOCOL_LABEL>).map(
-    (p) => [p, mirror(accepted, { protocol: PROTOCOL_LABEL[p] })] as const,
-  );
   new Gauge({
     name: 'portail_connections_active',
     help: 'Client connections open now, by the protocol detected first.',
     labelNames: ['protocol'],
     registers,
     collect() {
-      for (const p of Object.keys(PROTOCOL_LABEL) as Array<keyof typeof PROTOCOL_LABEL>)
-        this.labels(PROTOCOL_LABEL[p]).set(src.listener.byProtocol[p].active);
+      for (const p of PROTOCOLS)
+        this.set({ protocol: PROTOCOL_LABEL[p] }, src.listener.byProtocol[p].active);
     },
   });
-  const refusedConn = new Counter({
-    name: 'portail_connections_refused_total',
-    help: 'Client connections refused because max-connections was reached.',
-    registers,
-    collect: () => setRefused(src.listener.refused),
-  });
-  const setRefused = mirror(refusedConn, undefined);
-  const timeouts = new Counter({
-    name: 'portail_handshake_timeouts_total',
-    help: 'Client connections closed because their handshake did not complete in time.',
-    registers,
-    collect: () => setTimeouts(src.listener.handshakeTimeouts),
-  });
-  const setTimeouts = mirror(timeouts, undefined);
+  counter(
+    registry,
+    'portail_connections_refused_total',
+    'Client connections refused because max-connections was reached.',
+    () => src.listener.refused,
+  );
+  counter(
+    registry,
+    'portail_handshake_timeouts_total',
+    'Client connections closed because their handshake did not complete in time.',
+    () => src.listener.handshakeTimeouts,
+  );
   new Gauge({
     name: 'portail_relays_active',
     help: 'Requests being decided or connected, open relays and forward exchanges.',
@@ -145,54 +160,83 @@ export function createMetrics(src: MetricsSources): Metrics {
     },
   });
 
-  // What the pipeline reports.
-  const decisions = new Counter({
+  new Counter({
     name: 'portail_decisions_total',
-    help: `ACL decisions, by action and deciding policy ("${NO_POLICY}": no policy matched).`,
+    help: `ACL decisions, by action and deciding policy ("${NO_POLICY}": no policy matched; "${OTHER}": beyond the first ${MAX_NAMES} names).`,
     labelNames: ['action', 'policy'],
     registers,
+    collect() {
+      this.reset();
+      const row = (policy: string, n: Float64Array) => {
+        for (let i = 0; i < ACTIONS.length; i++)
+          if (n[i] !== 0 || policy === NO_POLICY)
+            this.inc({ action: ACTIONS[i] as string, policy }, n[i] as number);
+      };
+      row(NO_POLICY, noPolicy);
+      for (const [policy, n] of byPolicy) row(policy, n);
+      row(OTHER, otherPolicy);
+    },
   });
-  const evalSeconds = new Histogram({
-    name: 'portail_acl_evaluation_seconds',
-    help: 'Time of the ACL evaluation alone (not DNS or socket-table lookups).',
-    buckets: [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2],
-    registers,
-  });
-  const connectSeconds = new Histogram({
-    name: 'portail_connect_seconds',
-    help: 'Time to open the exit of an allowed request (failover included), by the way taken.',
-    labelNames: ['backend'],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers,
-  });
-  const bytes = new Counter({
+  const evalSeconds = new FixedHistogram(
+    'portail_acl_evaluation_seconds',
+    'Time of the ACL evaluation alone (not DNS or socket-table lookups).',
+    EVAL_BUCKETS,
+    registry,
+  ).child();
+  const connectHistogram = new FixedHistogram(
+    'portail_connect_seconds',
+    'Time to open the exit of an allowed request (failover included), by the way taken.',
+    CONNECT_BUCKETS,
+    registry,
+  );
+  const byBackend = new Map<string, Observer>([
+    ['direct', connectHistogram.child({ backend: 'direct' })],
+  ]);
+  let otherBackend: Observer | undefined;
+  new Counter({
     name: 'portail_bytes_total',
     help: 'Bytes relayed, counted when the relay or exchange closes (up: client to destination).',
     labelNames: ['direction'],
     registers,
+    collect() {
+      this.reset();
+      this.inc({ direction: 'up' }, bytes.up);
+      this.inc({ direction: 'down' }, bytes.down);
+    },
   });
-  const errors = new Counter({
+  new Counter({
     name: 'portail_connect_errors_total',
     help: 'Allowed requests whose exit could not be opened, by kind.',
     labelNames: ['kind'],
     registers,
+    collect() {
+      this.reset();
+      for (const [kind, n] of errorCounts) this.inc({ kind }, n);
+    },
   });
-  const reloads = new Counter({
+  new Counter({
     name: 'portail_reloads_total',
     help: 'Reloads, by result.',
     labelNames: ['result'],
     registers,
+    collect() {
+      this.reset();
+      this.inc({ result: 'ok' }, reloads.ok);
+      this.inc({ result: 'failed' }, reloads.failed);
+    },
   });
-  const handed = new Counter({
-    name: 'portail_relays_handed_over_total',
-    help: 'Open relays handed over to the next process (restart).',
-    registers,
-  });
-  const resumedRelays = new Counter({
-    name: 'portail_relays_resumed_total',
-    help: 'Relays resumed from the previous process (restart).',
-    registers,
-  });
+  counter(
+    registry,
+    'portail_relays_handed_over_total',
+    'Open relays handed over to the next process (restart).',
+    () => relays.handedOver,
+  );
+  counter(
+    registry,
+    'portail_relays_resumed_total',
+    'Relays resumed from the previous process (restart).',
+    () => relays.resumed,
+  );
 
   // Read at scrape time.
   new Gauge({
@@ -202,7 +246,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     registers,
     collect() {
       this.reset();
-      for (const h of src.state.backends.health()) this.labels(h.name).set(h.healthy ? 1 : 0);
+      for (const h of src.state.backends.health()) this.set({ backend: h.name }, h.healthy ? 1 : 0);
     },
   });
   new Gauge({
@@ -213,31 +257,20 @@ export function createMetrics(src: MetricsSources): Metrics {
       this.set(tokenState(src.state.current().config.escaper)?.state === 'disabled' ? 1 : 0);
     },
   });
-  const suppressed = new Counter({
-    name: 'portail_refusals_suppressed_total',
-    help: 'Refusal records and lines left out of the log by its rate limit.',
-    registers,
-    collect: () => setSuppressed(src.refusals.suppressed),
-  });
-  const setSuppressed = mirror(suppressed, undefined);
-  // Counters of the resolver in force; a reload may build a new one (from 0).
+  counter(
+    registry,
+    'portail_refusals_suppressed_total',
+    'Refusal records and lines left out of the log by its rate limit.',
+    () => src.refusals.suppressed,
+  );
+
+  // The resolver in force; a reload may build a new one (from 0): totals carry on.
   let resolverSeen: unknown;
-  const resolverCounters: Inc[] = [];
-  const resolverLast: number[] = [];
-  for (const [, name, help] of RESOLVER) {
-    resolverCounters.push(
-      new Counter({
-        name: `portail_resolver_${name}_total`,
-        help,
-        registers,
-        collect: readResolver,
-      }),
-    );
-    resolverLast.push(0);
-  }
-  // Every resolver counter's collect calls this; the first of a scrape reads them all.
+  const resolverTotal = new Float64Array(RESOLVER.length);
+  const resolverLast = new Float64Array(RESOLVER.length);
   let resolverReadAt = -1;
-  function readResolver(): void {
+  const readResolver = () => {
+    // Every resolver counter's collect calls this; the first of a scrape reads them all.
     const now = performance.now();
     if (now - resolverReadAt < 100) return;
     resolverReadAt = now;
@@ -249,67 +282,52 @@ export function createMetrics(src: MetricsSources): Metrics {
     }
     for (let i = 0; i < RESOLVER.length; i++) {
       const v = r.stats[(RESOLVER[i] as (typeof RESOLVER)[number])[0]] as number;
-      const delta = v - (resolverLast[i] as number);
+      if (v > (resolverLast[i] as number)) resolverTotal[i] += v - (resolverLast[i] as number);
       resolverLast[i] = v;
-      if (delta > 0) (resolverCounters[i] as Inc).inc(delta);
     }
-  }
-
-  // Children made once: the set-up path only calls inc/observe.
-  const NONE: Inc[] = ACTIONS.map((a) => decisions.labels(a, NO_POLICY));
-  const OTHERS: Inc[] = ACTIONS.map((a) => decisions.labels(a, OTHER));
-  const byPolicy = new Map<string, Inc[]>();
-  const byBackend = new Map<string, Observe>();
-  const otherBackend = connectSeconds.labels(OTHER);
-  const errorKinds = new Map<string, Inc>(CONNECT_ERRORS.map((k) => [k, errors.labels(k)]));
-  const up = bytes.labels('up');
-  const down = bytes.labels('down');
-  const reloadOk = reloads.labels('ok');
-  const reloadFailed = reloads.labels('failed');
-  src.state.onReload((r: ReloadResult) => (r.ok ? reloadOk : reloadFailed).inc());
-  // Series known from the start are shown at 0 (a rate() needs the first sample).
-  for (const c of [...NONE, ...errorKinds.values(), up, down, reloadOk, reloadFailed]) c.inc(0);
-  connectSeconds.zero({ backend: 'direct' });
+  };
+  RESOLVER.forEach(([, name, help], i) => {
+    counter(registry, `portail_resolver_${name}_total`, help, () => {
+      readResolver();
+      return resolverTotal[i] as number;
+    });
+  });
 
   const observer: PipelineObserver = {
     decision(action, policy, evalUs) {
-      let row: Inc[] | undefined = NONE;
+      let row: Float64Array = noPolicy;
       if (policy !== null) {
-        row = byPolicy.get(policy);
-        if (row === undefined) {
-          if (byPolicy.size >= MAX_NAMES) row = OTHERS;
-          else {
-            row = ACTIONS.map((a) => decisions.labels(a, policy));
-            byPolicy.set(policy, row);
-          }
+        const known = byPolicy.get(policy);
+        if (known !== undefined) row = known;
+        else if (byPolicy.size >= MAX_NAMES) row = otherPolicy;
+        else {
+          row = new Float64Array(3);
+          byPolicy.set(policy, row);
         }
       }
-      (row[action === 'allow' ? 0 : action === 'deny' ? 1 : 2] as Inc).inc();
+      row[action === 'allow' ? 0 : action === 'deny' ? 1 : 2]++;
       evalSeconds.observe(evalUs / 1e6);
     },
     connected(route, ms) {
       let child = byBackend.get(route);
       if (child === undefined) {
-        if (byBackend.size >= MAX_NAMES) child = otherBackend;
-        else {
-          child = connectSeconds.labels(route);
+        if (byBackend.size >= MAX_NAMES) {
+          otherBackend ??= connectHistogram.child({ backend: OTHER });
+          child = otherBackend;
+        } else {
+          child = connectHistogram.child({ backend: route });
           byBackend.set(route, child);
         }
       }
       child.observe(ms / 1000);
     },
     connectFailed(reason) {
-      let child = errorKinds.get(reason);
-      if (child === undefined) {
-        // Reasons are a closed set (types.ts RejectReason): bounded.
-        child = errors.labels(reason);
-        errorKinds.set(reason, child);
-      }
-      child.inc();
+      // Reasons are a closed set (types.ts RejectReason): bounded.
+      errorCounts.set(reason, (errorCounts.get(reason) ?? 0) + 1);
     },
     closed(bytesUp, bytesDown) {
-      if (bytesUp > 0) up.inc(bytesUp);
-      if (bytesDown > 0) down.inc(bytesDown);
+      bytes.up += bytesUp;
+      bytes.down += bytesDown;
     },
   };
 
@@ -329,8 +347,12 @@ export function createMetrics(src: MetricsSources): Metrics {
   return {
     registry,
     observer,
-    handedOver: (n) => handed.inc(n),
-    resumed: (n) => resumedRelays.inc(n),
+    handedOver(n) {
+      relays.handedOver += n;
+    },
+    resumed(n) {
+      relays.resumed += n;
+    },
     render(openMetrics) {
       const p = queue.then(() => renderNow(openMetrics));
       queue = p.catch(() => undefined);
