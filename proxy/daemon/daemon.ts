@@ -170,6 +170,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     onTls: tlsTerminator.onTls,
     proxyProtocol: () => state.current().config.listener.proxyProtocol,
     requireTls: () => state.current().config.listener.requireTls,
+    pacDirect: () => state.current().config.pac.direct,
     onConnectionRefused: refusedConnection,
     onError: (err, where) => log.error(`${where}: ${err.stack ?? err.message}`),
     onRefused: (c) => refusals.overloaded(c, state.current().config.maxConnections),

@@ -4,6 +4,7 @@
 // shares: the handshake deadline (first byte to complete request) and max-connections.
 // Nothing here blocks: an idle client costs a deadline entry and a listener, never a wait.
 import type { Socket } from 'node:net';
+import type { PacEntry } from '../../common/pac.js';
 import { addDeadline } from '../deadlines.js';
 import { adoptReads } from '../net/fast-read.js';
 import { socketIp } from '../net/ip.js';
@@ -47,6 +48,8 @@ export interface ProxyListenerOptions {
   /** A request refused because it was malformed (answered 400 / SOCKS 0x01 or closed), for the audit. */
   onMalformed?: (client: ClientFacts, protocol: string, reason: string) => void;
   limits?: Partial<HandshakeLimits>;
+  /** `[pac] direct`, for GET /proxy.pac (read at each request). */
+  pacDirect?: () => readonly PacEntry[];
 }
 
 export interface HandleOptions {
@@ -89,7 +92,7 @@ const OVERLOADED_MESSAGE = 'portail: too many connections, try again later\n';
 export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
   const limits: HandshakeLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   let maxConnections = opts.maxConnections;
-  const http1 = createHttp1FrontEnd(limits, opts.handshakeTimeoutMs);
+  const http1 = createHttp1FrontEnd(limits, opts.handshakeTimeoutMs, opts.pacDirect);
   const http2 = createHttp2FrontEnd(limits, opts.handshakeTimeoutMs);
   const open = new Set<Socket>();
   let accepted = 0;
