@@ -92,6 +92,26 @@ function counter(
   });
 }
 
+/** A counter with one label, its values read at scrape time: [label value, count]. */
+function labelledCounter(
+  registry: Registry<RegistryContentType>,
+  name: string,
+  help: string,
+  label: string,
+  read: () => Iterable<readonly [string, number]>,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [value, n] of read()) this.inc({ [label]: value }, n);
+    },
+  });
+}
+
 export function createMetrics(src: MetricsSources): Metrics {
   const registry = new Registry<RegistryContentType>();
   collectDefaultMetrics({ register: registry, prefix: 'portail_' });
@@ -118,17 +138,13 @@ export function createMetrics(src: MetricsSources): Metrics {
   });
 
   // Connections, read from the listener's counters.
-  new Counter({
-    name: 'portail_connections_accepted_total',
-    help: 'Client connections accepted, by the protocol detected first (tls whatever it carries).',
-    labelNames: ['protocol'],
-    registers,
-    collect() {
-      this.reset();
-      for (const p of PROTOCOLS)
-        this.inc({ protocol: PROTOCOL_LABEL[p] }, src.listener.byProtocol[p].accepted);
-    },
-  });
+  labelledCounter(
+    registry,
+    'portail_connections_accepted_total',
+    'Client connections accepted, by the protocol detected first (tls whatever it carries).',
+    'protocol',
+    () => PROTOCOLS.map((p) => [PROTOCOL_LABEL[p], src.listener.byProtocol[p].accepted] as const),
+  );
   new Gauge({
     name: 'portail_connections_active',
     help: 'Client connections open now, by the protocol detected first.',
@@ -193,38 +209,27 @@ export function createMetrics(src: MetricsSources): Metrics {
     ['direct', connectHistogram.child({ backend: 'direct' })],
   ]);
   let otherBackend: Observer | undefined;
-  new Counter({
-    name: 'portail_bytes_total',
-    help: 'Bytes relayed, counted when the relay or exchange closes (up: client to destination).',
-    labelNames: ['direction'],
-    registers,
-    collect() {
-      this.reset();
-      this.inc({ direction: 'up' }, bytes.up);
-      this.inc({ direction: 'down' }, bytes.down);
-    },
-  });
-  new Counter({
-    name: 'portail_connect_errors_total',
-    help: 'Allowed requests whose exit could not be opened, by kind.',
-    labelNames: ['kind'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [kind, n] of errorCounts) this.inc({ kind }, n);
-    },
-  });
-  new Counter({
-    name: 'portail_reloads_total',
-    help: 'Reloads, by result.',
-    labelNames: ['result'],
-    registers,
-    collect() {
-      this.reset();
-      this.inc({ result: 'ok' }, reloads.ok);
-      this.inc({ result: 'failed' }, reloads.failed);
-    },
-  });
+  labelledCounter(
+    registry,
+    'portail_bytes_total',
+    'Bytes relayed, counted when the relay or exchange closes (up: client to destination).',
+    'direction',
+    () => [
+      ['up', bytes.up],
+      ['down', bytes.down],
+    ],
+  );
+  labelledCounter(
+    registry,
+    'portail_connect_errors_total',
+    'Allowed requests whose exit could not be opened, by kind.',
+    'kind',
+    () => errorCounts,
+  );
+  labelledCounter(registry, 'portail_reloads_total', 'Reloads, by result.', 'result', () => [
+    ['ok', reloads.ok],
+    ['failed', reloads.failed],
+  ]);
   counter(
     registry,
     'portail_relays_handed_over_total',

@@ -19,6 +19,7 @@ import {
   startProcess,
   tmpDir,
 } from '../../harness/index.js';
+import { origin } from '../gateway/gateway.js';
 import { echo, PORTAIL, readBytes, socksConnect, startPortail, tcpServer } from './portail.js';
 
 interface Reply {
@@ -66,17 +67,6 @@ function sample(text: string, series: string): number | undefined {
   return undefined;
 }
 
-async function origin(t: Owner) {
-  const server = http.createServer((req, res) => res.end(`origin ${req.url}`));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  return (server.address() as net.AddressInfo).port;
-}
-
 async function withMetrics(t: Owner, acl: string) {
   const metricsPort = await freePort();
   const p = await startPortail(t, {
@@ -111,7 +101,7 @@ test('after real SOCKS5 and HTTP traffic, allowed and denied, the counters moved
   await assert.rejects(socksConnect(p.port, '127.0.0.1', 9));
   // HTTP allowed (forward) and denied (CONNECT).
   const ok = await curl(['-x', `http://127.0.0.1:${p.port}`, `http://127.0.0.1:${web}/a`]);
-  assert.equal(ok.stdout, 'origin /a', ok.stderr);
+  assert.equal(ok.stdout, 'hello from origin', ok.stderr);
   const no = await curl([
     '-x',
     `http://127.0.0.1:${p.port}`,
@@ -128,7 +118,9 @@ test('after real SOCKS5 and HTTP traffic, allowed and denied, the counters moved
   assert.equal(sample(m, 'portail_decisions_total{action="allow",policy="open"}'), 2);
   assert.equal(sample(m, 'portail_decisions_total{action="deny",policy="shut"}'), 2);
   assert.ok((sample(m, 'portail_bytes_total{direction="up"}') ?? 0) >= 5000, m);
-  assert.ok((sample(m, 'portail_bytes_total{direction="down"}') ?? 0) >= 5000 + 'origin /a'.length);
+  assert.ok(
+    (sample(m, 'portail_bytes_total{direction="down"}') ?? 0) >= 5000 + 'hello from origin'.length,
+  );
   assert.equal(sample(m, 'portail_connections_accepted_total{protocol="socks5"}'), 2);
   assert.equal(sample(m, 'portail_connections_accepted_total{protocol="http"}'), 2);
   assert.equal(sample(m, 'portail_acl_evaluation_seconds_count'), 4);
