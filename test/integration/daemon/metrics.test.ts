@@ -19,7 +19,7 @@ import {
   startProcess,
   tmpDir,
 } from '../../harness/index.js';
-import { origin } from '../gateway/gateway.js';
+import { origin, socks5Connect, startGateway, tlsConnect } from '../gateway/gateway.js';
 import { echo, PORTAIL, readBytes, socksConnect, startPortail, tcpServer } from './portail.js';
 
 interface Reply {
@@ -313,4 +313,31 @@ test('a real Prometheus scrapes the daemon and sees portail_decisions_total move
   await until((v) => v !== undefined && v >= 3);
   const up = await request(promPort, { path: `/api/v1/query?query=${encodeURIComponent('up')}` });
   assert.match(up.body, /"value":\[[0-9.]+,"1"\]/);
+});
+
+test('the same endpoint on a gateway: TLS connections counted as tls', async (t) => {
+  if (!requireTool(t, 'openssl')) return;
+  const echoSrv = await tcpServer(t, echo);
+  const metricsPort = await freePort();
+  const gw = await startGateway(t, {
+    acl: 'policy all { when client.auth == "tls" action allow }\n',
+    top: `[metrics]\nlisten = "127.0.0.1:${metricsPort}"\n`,
+  });
+  const s = await tlsConnect(gw.port, gw.ca);
+  assert.equal(await socks5Connect(s, '127.0.0.1', echoSrv.port), 0x00);
+  const open = (await request(metricsPort)).body;
+  assert.equal(sample(open, 'portail_connections_accepted_total{protocol="tls"}'), 1);
+  assert.equal(sample(open, 'portail_connections_active{protocol="tls"}'), 1);
+  // The decrypted SOCKS5 inside is not counted a second time.
+  assert.equal(sample(open, 'portail_connections_accepted_total{protocol="socks5"}'), 0);
+  assert.equal(sample(open, 'portail_decisions_total{action="allow",policy="all"}'), 1);
+  s.destroy();
+  await gw.waitRecord((r) => r.event === 'close');
+  const deadline = Date.now() + 5000;
+  while (
+    sample((await request(metricsPort)).body, 'portail_connections_active{protocol="tls"}') !== 0
+  ) {
+    assert.ok(Date.now() < deadline, 'the TLS connection is still counted open');
+    await sleep(50);
+  }
 });
