@@ -215,8 +215,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     servers.push(server);
     return server;
   };
+  let metricsServer: Server | undefined;
   const fail = (err: unknown, prefix = ''): never => {
     for (const s of servers) s.close();
+    metricsServer?.close();
     state.close();
     throw new StartupError(`${prefix}${(err as Error).message}`);
   };
@@ -248,7 +250,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   if (resumed > 0) metrics?.resumed(resumed);
   // The metrics endpoint, once the proxy listens: an address that cannot be bound is
   // fatal, like the proxy's own (docs/configuration.md "[metrics]").
-  let metricsServer: Server | undefined;
   let metricsAddress: string | undefined;
   if (metrics && metricsRoom && metricsAt) {
     metricsServer = metricsRoom.createMetricsServer(metrics, (err) =>
