@@ -135,6 +135,8 @@ export function evaluate(
   const routed = ec;
 
   const failed: FailedRequirement[] = [];
+  /** What the policies (not the routes) could not evaluate: named by a refusal's reason. */
+  const unknown = new Set<string>();
   const candidates = acl.policyIndex.candidates(host, () => ec.hostRegexHits());
   const n = candidates ? candidates.length : acl.policies.length;
   for (let k = 0; k < n; k++) {
@@ -144,23 +146,22 @@ export function evaluate(
     const restrictive = p.action === 'deny';
     if (w === U && !restrictive) {
       // An allow/redirect that cannot be proven does not apply.
-      if (p.when) failed.push(failure(p, 'when', p.when, routed, missing));
+      if (p.when) failed.push(failure(p, 'when', p.when, routed, unknown));
       continue;
     }
     const r = p.requireFn ? p.requireFn(routed) : T;
     if (r === F || (r === U && !restrictive)) {
-      if (p.require) failed.push(failure(p, 'require', p.require, routed, missing));
+      if (p.require) failed.push(failure(p, 'require', p.require, routed, unknown));
       continue;
     }
     // Decided. For a deny over unknowns, name what was missing.
     let unknownNote = '';
     if (w === U || r === U) {
-      const m = new Set<string>();
-      if (w === U && p.when) trace(p.when.expr, routed, [], m);
-      if (r === U && p.require) trace(p.require.expr, routed, [], m);
-      for (const a of m) missing.add(a);
-      unknownNote = ` (its conditions could not be ruled out: missing ${[...m].sort().join(', ')})`;
+      if (w === U && p.when) trace(p.when.expr, routed, [], unknown);
+      if (r === U && p.require) trace(p.require.expr, routed, [], unknown);
+      unknownNote = ' (its conditions could not be ruled out)';
     }
+    for (const a of unknown) missing.add(a);
     const d: Decision = {
       action: p.action,
       policy: p.name,
@@ -172,10 +173,14 @@ export function evaluate(
       missing: [...missing].sort(),
       reason: `${p.action === 'allow' ? 'allowed' : p.action === 'deny' ? 'denied' : 'redirected'} by policy ${p.name}${unknownNote}`,
     };
+    // A refusal names what it could not evaluate (docs/acl.md "Explanations"); an
+    // allow does not depend on it.
+    if (p.action !== 'allow' && unknown.size > 0) d.reason += missingNote(unknown);
     if (p.redirect !== undefined) d.redirect = p.redirect;
     if (p.explainTemplate !== undefined) d.explainTemplate = p.explainTemplate;
     return d;
   }
+  for (const a of unknown) missing.add(a);
   return {
     action: 'deny',
     policy: null,
@@ -185,6 +190,13 @@ export function evaluate(
     tags: [],
     failed,
     missing: [...missing].sort(),
-    reason: 'no policy matched',
+    reason: `no policy matched${unknown.size > 0 ? missingNote(unknown) : ''}`,
   };
+}
+
+/** Appended to a refusal's reason: `; missing: a.b, c.d` (sorted). */
+export const MISSING_NOTE = '; missing: ';
+
+function missingNote(names: Set<string>): string {
+  return `${MISSING_NOTE}${[...names].sort().join(', ')}`;
 }

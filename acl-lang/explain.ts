@@ -1,6 +1,7 @@
 // Human-readable explanation of a decision: the deciding policy and every recorded
 // failed requirement with the actual values seen (docs/acl.md, "Explanations"). How much
 // of it a user may see is decided in one place: proxy/explain/redact.ts.
+import { MISSING_NOTE } from './evaluate.js';
 import type { AttrValue, Decision } from './types.js';
 
 export function formatValue(v: AttrValue | undefined): string {
@@ -34,5 +35,7 @@ const DONE: Record<Decision['action'], string> = {
  * name of a missing attribute.
  */
 export function shortReason(d: Decision): string {
-  return d.policy === null ? d.reason : `${DONE[d.action]} by policy ${d.policy}`;
+  if (d.policy !== null) return `${DONE[d.action]} by policy ${d.policy}`;
+  const cut = d.reason.indexOf(MISSING_NOTE);
+  return cut < 0 ? d.reason : d.reason.slice(0, cut);
 }

@@ -7,7 +7,6 @@ import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute } from 'node:path';
 import type { Diagnostic } from '../../acl-lang/types.js';
-import { formatHostPort } from '../../common/host-port.js';
 import {
   disabledLogin,
   disabledMessage,
@@ -285,14 +284,6 @@ export async function checkConfigFiles(
   const report: Report = (at, message, severity = 'error') => {
     diagnostics.push(keyDiagnostic(config, at, message, severity));
   };
-  /** A diagnostic positioned on the key `at`, whose text is `text` as is. */
-  const note = (at: KeyPath, text: string, severity: 'error' | 'warning') => {
-    const source = configSource(config);
-    const span = source ? findSpan(source.spans, at) : undefined;
-    diagnostics.push(
-      makeDiagnostic(source?.name ?? config.file, source?.text ?? '', span, text, severity),
-    );
-  };
 
   const { listener, escaper } = config;
   const jobs: Promise<unknown>[] = [
@@ -364,16 +355,6 @@ export async function checkConfigFiles(
         }),
       );
     }
-  }
-  if (config.metrics.listen !== undefined) {
-    // Accepted and documented, not served yet: say so rather than let a scraper find
-    // nothing (docs/configuration.md "[metrics]").
-    const where = formatHostPort(config.metrics.listen);
-    note(
-      ['metrics', 'listen'],
-      `[metrics] listen: not served by this version yet (nothing listens on ${where})`,
-      'warning',
-    );
   }
   await Promise.all(jobs);
   return sortDiagnostics(diagnostics);

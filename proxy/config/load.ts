@@ -165,6 +165,7 @@ function buildConfig(
     rpc: { adminGroups: p.rpc['admin-groups'], trustedGroups: p.rpc['trusted-groups'] },
     log: compact({ audit, level: p.log.level }),
     metrics: compact({ listen: p.metrics.listen }),
+    pac: { direct: p.pac.direct },
     geoip: compact({ database: resolveAt(['geoip', 'database'], p.geoip.database) }),
     backends,
     warnings,

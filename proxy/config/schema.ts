@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isHostname, parseHostPort } from '../../common/host-port.js';
+import { type PacEntry, parsePacEntry } from '../../common/pac.js';
 import { parseDuration } from './durations.js';
 import type { AuditSink, BackendType, HostPort, LogLevel } from './types.js';
 
@@ -208,6 +209,25 @@ export const metricsSchema = z.strictObject({
   listen: hostPort().optional(),
 });
 
+const pacList = () =>
+  leaf<PacEntry[]>((v) => {
+    if (!Array.isArray(v))
+      return { error: `expected an array of host patterns and networks, got ${describeValue(v)}` };
+    const out: PacEntry[] = [];
+    for (const [i, x] of v.entries()) {
+      if (typeof x !== 'string' || x === '')
+        return { error: `expected a non-empty string, got ${describeValue(x)}`, at: i };
+      const e = parsePacEntry(x);
+      if ('error' in e) return { error: e.error, at: i };
+      out.push(e);
+    }
+    return { value: out };
+  });
+
+export const pacSchema = z.strictObject({
+  direct: pacList().default([]),
+});
+
 export const geoipSchema = z.strictObject({
   database: path().optional(),
 });
@@ -232,6 +252,7 @@ export const configSchema = z.strictObject({
   rpc: rpcSchema.prefault({}),
   log: logSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
+  pac: pacSchema.prefault({}),
   geoip: geoipSchema.prefault({}),
   backends: z.record(z.string(), backendSchema).default({}),
 });
@@ -246,6 +267,7 @@ const SECTIONS: Record<string, z.ZodObject> = {
   rpc: rpcSchema,
   log: logSchema,
   metrics: metricsSchema,
+  pac: pacSchema,
   geoip: geoipSchema,
 };
 

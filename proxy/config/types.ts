@@ -1,6 +1,7 @@
 // The validated configuration (docs/configuration.md) as the rest of portail sees it: camelCase,
 // durations in milliseconds, every path absolute, deeply frozen.
 import type { Diagnostic } from '../../acl-lang/types.js';
+import type { PacEntry } from '../../common/pac.js';
 
 export type { Diagnostic };
 
@@ -82,6 +83,11 @@ export interface MetricsConfig {
   readonly listen?: HostPort;
 }
 
+export interface PacConfig {
+  /** Hosts and networks the served PAC sends DIRECT (docs/configuration.md "[pac]"). */
+  readonly direct: readonly PacEntry[];
+}
+
 export interface GeoipConfig {
   readonly database?: string;
 }
@@ -109,6 +115,7 @@ export interface Config {
   readonly rpc: RpcConfig;
   readonly log: LogConfig;
   readonly metrics: MetricsConfig;
+  readonly pac: PacConfig;
   readonly geoip: GeoipConfig;
   /**
    * By name, in file order; a frozen object without prototype (so `Object.keys`,

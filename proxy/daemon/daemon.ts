@@ -1,6 +1,7 @@
 // Daemon wiring: configuration → logging → state → pipeline → front-ends → listening
 // sockets, then reload and graceful stop. Socket activation, sd_notify and the control
 // socket plug in here (systemd/, rpc/) without touching the data path.
+import type { Server } from 'node:http';
 import net from 'node:net';
 import { formatHostPort } from '../../common/host-port.js';
 import type { ControlServer } from '../../rpc/server.js';
@@ -99,12 +100,41 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const state = await createState({ configPath: opts.config, log, audit });
   let control: DaemonControl | undefined;
   const socketTable = createSocketTable();
+  // Metrics only when configured: prom-client is not loaded otherwise (docs/performance.md
+  // "Footprint"). Its sources are read at scrape time, once everything below exists.
+  const metricsAt = config.metrics.listen;
+  const metricsRoom = metricsAt ? await import('../metrics/index.js') : undefined;
+  const metrics = metricsRoom?.createMetrics({
+    listener: {
+      get byProtocol() {
+        return listener.byProtocol;
+      },
+      get refused() {
+        return listener.refused;
+      },
+      get handshakeTimeouts() {
+        return listener.handshakeTimeouts;
+      },
+    },
+    pipeline: {
+      get active() {
+        return pipeline.active;
+      },
+    },
+    state,
+    refusals: {
+      get suppressed() {
+        return refusals.suppressed;
+      },
+    },
+  });
   const pipeline = createPipeline({
     state,
     audit,
     log,
     socketTable,
     onDenial: (d) => control?.recordDenial(d),
+    metrics: metrics?.observer,
   });
   state.onSwap((next) => pipeline.reevaluate(next).then(() => undefined));
   const snap = state.current();
@@ -140,6 +170,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     onTls: tlsTerminator.onTls,
     proxyProtocol: () => state.current().config.listener.proxyProtocol,
     requireTls: () => state.current().config.listener.requireTls,
+    pacDirect: () => state.current().config.pac.direct,
     onConnectionRefused: refusedConnection,
     onError: (err, where) => log.error(`${where}: ${err.stack ?? err.message}`),
     onRefused: (c) => refusals.overloaded(c, state.current().config.maxConnections),
@@ -184,8 +215,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     servers.push(server);
     return server;
   };
+  let metricsServer: Server | undefined;
   const fail = (err: unknown, prefix = ''): never => {
     for (const s of servers) s.close();
+    metricsServer?.close();
     state.close();
     throw new StartupError(`${prefix}${(err as Error).message}`);
   };
@@ -213,7 +246,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     fail(err);
   }
   // Relays the previous process handed over (restart): they go on byte-exact.
-  resumeRelays(passed.relays, pipeline, log);
+  const resumed = resumeRelays(passed.relays, pipeline, log);
+  if (resumed > 0) metrics?.resumed(resumed);
+  // The metrics endpoint, once the proxy listens: an address that cannot be bound is
+  // fatal, like the proxy's own (docs/configuration.md "[metrics]").
+  let metricsAddress: string | undefined;
+  if (metrics && metricsRoom && metricsAt) {
+    metricsServer = metricsRoom.createMetricsServer(metrics, (err) =>
+      log.error(`metrics: ${err.stack ?? err.message}`),
+    );
+    metricsServer.on('error', (err) => log.error(`metrics: ${err.message}`));
+    try {
+      metricsAddress = await listenOn(metricsServer, metricsAt);
+    } catch (err) {
+      fail(err, '[metrics] listen: ');
+    }
+  }
 
   const startedAt = new Date();
   const notifier = createNotifier(log);
@@ -297,6 +345,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   log.info(`${acl}; audit records to ${logging.auditDestination}`);
   if (controlPaths.length) log.info(`control socket ${controlPaths.join(', ')}`);
   log.info(`listening on ${addresses.join(', ')}`);
+  if (metricsAddress) log.info(`metrics at http://${metricsAddress}/metrics`);
   function statusLine(): string {
     const s = state.current();
     const rules = s.acl ? `ACL ${s.aclHash?.slice(0, 12)}` : 'NO VALID ACL (denying all)';
@@ -334,6 +383,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         for (const s of servers) s.close();
         for (const s of controlServers) s.close();
         controlSocket?.close();
+        metricsServer?.close();
+        metricsServer?.closeAllConnections();
         // A stop under systemd with a file descriptor store may be a restart: plain-TCP
         // relays go to the next process through the store (docs/operations.md); the
         // others are drained below. A final `systemctl stop` closes the stored ones.
@@ -346,7 +397,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
           ) {
             await new Promise((r) => setTimeout(r, 10));
           }
-          await handOver(pipeline.detachForHandover(), log);
+          const detached = pipeline.detachForHandover();
+          metrics?.handedOver(detached.length);
+          await handOver(detached, log);
         } else if (pipeline.active > 0) {
           log.info(`stopping: open relays are not handed over: ${handoverOff}`);
         }

@@ -1,10 +1,13 @@
 // HTTP/1.1 front-end: node's http.Server parses (fed with the detected socket through
 // emit('connection'), never listening itself) with bounds on the request head;
 // CONNECT (authority-form only) goes to pipeline.tunnel, absolute-form `http://`
-// requests to pipeline.forward with keep-alive. Anything else addressed to the proxy
-// itself is a 400: portail serves no resources of its own.
+// requests to pipeline.forward with keep-alive. Addressed to the proxy itself, only
+// `GET /proxy.pac` is answered (the proxy auto-config, docs/usage.md "Browsers and
+// desktops"); anything else is a 400.
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import { formatHostPort } from '../../common/host-port.js';
+import { type PacEntry, pacScript } from '../../common/pac.js';
 import { answerAndClose } from './close.js';
 import type { FrontEndContext, HandshakeLimits } from './frontend.js';
 import { forwardHttp, sendRefusal } from './http-forward.js';
@@ -31,6 +34,8 @@ export interface Http1FrontEnd {
 export function createHttp1FrontEnd(
   limits: HandshakeLimits,
   handshakeTimeoutMs: number,
+  /** `[pac] direct`, read at each /proxy.pac request (a reload applies at once). */
+  pacDirect: () => readonly PacEntry[] = () => [],
 ): Http1FrontEnd {
   const states = new WeakMap<Socket, ConnectionState>();
   const parseErrors = new WeakSet<Socket>();
@@ -74,7 +79,12 @@ export function createHttp1FrontEnd(
       bad('too many header fields', 431);
       return;
     }
-    const m = ABSOLUTE_FORM.exec(req.url ?? '');
+    const target0 = req.url ?? '';
+    if (target0 === '/proxy.pac' || target0.startsWith('/proxy.pac?')) {
+      servePac(req, res, st.ctx, pacDirect());
+      return;
+    }
+    const m = ABSOLUTE_FORM.exec(target0);
     if (m === null) {
       bad('this is a proxy: name the destination (GET http://host/path, or CONNECT host:port)');
       return;
@@ -201,4 +211,28 @@ export function createHttp1FrontEnd(
       server.emit('connection', socket);
     },
   };
+}
+
+/** GET (or HEAD) /proxy.pac: the script naming the address this client reached. */
+function servePac(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  ctx: FrontEndContext,
+  direct: readonly PacEntry[],
+): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.shouldKeepAlive = false;
+    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
+    res.end('portail: /proxy.pac is read with GET\n');
+    return;
+  }
+  const here = formatHostPort({ host: ctx.client.localIp, port: ctx.client.localPort });
+  const body = pacScript(direct, here);
+  res.writeHead(200, {
+    'content-type': 'application/x-ns-proxy-autoconfig',
+    'content-length': Buffer.byteLength(body),
+    // The [pac] section may change at the next reload.
+    'cache-control': 'no-cache',
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
 }

@@ -4,6 +4,7 @@
 // shares: the handshake deadline (first byte to complete request) and max-connections.
 // Nothing here blocks: an idle client costs a deadline entry and a listener, never a wait.
 import type { Socket } from 'node:net';
+import type { PacEntry } from '../../common/pac.js';
 import { addDeadline } from '../deadlines.js';
 import { adoptReads } from '../net/fast-read.js';
 import { socketIp } from '../net/ip.js';
@@ -47,6 +48,8 @@ export interface ProxyListenerOptions {
   /** A request refused because it was malformed (answered 400 / SOCKS 0x01 or closed), for the audit. */
   onMalformed?: (client: ClientFacts, protocol: string, reason: string) => void;
   limits?: Partial<HandshakeLimits>;
+  /** `[pac] direct`, for GET /proxy.pac (read at each request). */
+  pacDirect?: () => readonly PacEntry[];
 }
 
 export interface HandleOptions {
@@ -65,6 +68,11 @@ export interface ProxyListener {
   readonly refused: number;
   /** Connections closed because their handshake did not complete in time. */
   readonly handshakeTimeouts: number;
+  /**
+   * Per protocol detected on the accepted connection (a TLS connection counts as `tls`
+   * whatever it carries): connections so far, and open now. Metrics read these.
+   */
+  readonly byProtocol: Readonly<Record<DetectedProtocol, ProtocolCounts>>;
   /** Destroys every open client connection (end of a graceful stop). */
   closeAll(): void;
   /**
@@ -74,17 +82,28 @@ export interface ProxyListener {
   setLimits(limits: { handshakeTimeoutMs: number; maxConnections: number }): void;
 }
 
+export interface ProtocolCounts {
+  accepted: number;
+  active: number;
+}
+
 const OVERLOADED_MESSAGE = 'portail: too many connections, try again later\n';
 
 export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
   const limits: HandshakeLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   let maxConnections = opts.maxConnections;
-  const http1 = createHttp1FrontEnd(limits, opts.handshakeTimeoutMs);
+  const http1 = createHttp1FrontEnd(limits, opts.handshakeTimeoutMs, opts.pacDirect);
   const http2 = createHttp2FrontEnd(limits, opts.handshakeTimeoutMs);
   const open = new Set<Socket>();
   let accepted = 0;
   let refused = 0;
   let handshakeTimeouts = 0;
+  const byProtocol: Record<DetectedProtocol, ProtocolCounts> = {
+    socks5: { accepted: 0, active: 0 },
+    http1: { accepted: 0, active: 0 },
+    http2: { accepted: 0, active: 0 },
+    tls: { accepted: 0, active: 0 },
+  };
   /** Refused sockets still waiting for their answer to be read (bounded). */
   const lingering = new Set<Socket>();
 
@@ -154,11 +173,18 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     socket.on('close', () => {
       open.delete(socket);
       ctx.clearDeadline();
+      if (ctx.protocol !== undefined) byProtocol[ctx.protocol].active--;
     });
     ctx.handshakeStart();
 
     const detect = () =>
-      readHead(socket, (protocol, read) => route(protocol, socket, ctx, false, read));
+      readHead(socket, (protocol, read) => {
+        ctx.protocol = protocol;
+        const counts = byProtocol[protocol];
+        counts.accepted++;
+        counts.active++;
+        route(protocol, socket, ctx, false, read);
+      });
     if (!opts.proxyProtocol?.()) {
       detect();
       return;
@@ -311,6 +337,7 @@ export function createProxyListener(opts: ProxyListenerOptions): ProxyListener {
     get refused() {
       return refused;
     },
+    byProtocol,
     get handshakeTimeouts() {
       return handshakeTimeouts;
     },
@@ -348,6 +375,8 @@ class Connection implements FrontEndContext {
   /** Cancels the handshake deadline (proxy/deadlines.ts: no timer per connection). */
   private cancel: (() => void) | undefined = undefined;
   private served = false;
+  /** The protocol detected first (metrics: decremented on close). */
+  protocol: DetectedProtocol | undefined = undefined;
   constructor(
     private readonly shared: Shared,
     private readonly socket: Socket,

@@ -67,6 +67,7 @@ async function connect(
 ): Promise<OpenedExit> {
   try {
     if (d.dnsError) throw d.dnsError;
+    const t0 = performance.now();
     const exit = await openExit(
       d.snap,
       {
@@ -80,12 +81,14 @@ async function connect(
       core.backends,
     );
     d.fields.route = exit.route;
+    core.metrics?.connected(exit.route, performance.now() - t0);
     if (exit.note) d.fields.reason = `${d.decision.reason}; ${exit.note}`;
     return exit;
   } catch (err) {
     const e =
       err instanceof ConnectError ? err : new ConnectError('internal', (err as Error).message);
     const reason = `${d.decision.reason}; ${e.message}`;
+    core.metrics?.connectFailed(e.reason);
     core.audit.write(auditRecord('decision', { ...d.fields, reason }));
     closeUnopened(core, d, started, 'connect_error', reason);
     throw e;

@@ -3,6 +3,7 @@
 // passed to each step as its first argument: the set-up path builds no closure per
 // request to reach it.
 
+import type { ActionKind } from '../../acl-lang/index.js';
 import type { DenialRecord } from '../../rpc/control-api.js';
 import type { AuditWriter, Log } from '../audit/logging.js';
 import { type AuditRecord, auditRecord } from '../audit/record.js';
@@ -10,7 +11,7 @@ import type { BackendRegistry } from '../connect/backends.js';
 import type { SocketTable } from '../context/socket-table.js';
 import type { RelayRegistry } from '../relay/index.js';
 import type { Snapshot } from '../state/snapshot.js';
-import type { Refusal } from '../types.js';
+import type { Refusal, RejectReason } from '../types.js';
 import type { OpenEntry } from './open-relays.js';
 
 export interface PipelineState {
@@ -18,6 +19,21 @@ export interface PipelineState {
   readonly defaultBackend: string | null;
   /** Backend connectors, dynamic addresses and health (absent: a private registry). */
   readonly backends?: BackendRegistry;
+}
+
+/**
+ * What the pipeline tells the metrics (proxy/metrics/): called on the set-up path, so an
+ * implementation must not allocate per call (docs/reference/metrics.md).
+ */
+export interface PipelineObserver {
+  /** Once per request judged (not the fallback re-evaluation). */
+  decision(action: ActionKind, policy: string | null, evalUs: number): void;
+  /** An exit opened: `route` is `direct` or the backend's name. */
+  connected(route: string, ms: number): void;
+  /** An allowed request whose exit could not be opened. */
+  connectFailed(reason: RejectReason): void;
+  /** A relay or exchange ended (its close record): bytes each way. */
+  closed(bytesUp: number, bytesDown: number): void;
 }
 
 export interface PipelineOptions {
@@ -29,6 +45,8 @@ export interface PipelineOptions {
   timeZone?: string;
   /** Every refused request (ACL deny or redirect), after its decision record. */
   onDenial?: (d: DenialRecord) => void;
+  /** Metrics (absent: none). */
+  metrics?: PipelineObserver;
 }
 
 export interface PipelineCore {
@@ -39,6 +57,7 @@ export interface PipelineCore {
   readonly now: () => Date;
   readonly timeZone: string | undefined;
   readonly onDenial: ((d: DenialRecord) => void) | undefined;
+  readonly metrics: PipelineObserver | undefined;
   readonly backends: BackendRegistry;
   /** Open relays, forward exchanges and UDP associations. */
   readonly registry: RelayRegistry<OpenEntry>;
@@ -85,4 +104,5 @@ export function writeClose(
   r.duration_ms = stats.durationMs;
   r.close_reason = stats.closeReason;
   core.audit.write(r);
+  core.metrics?.closed(stats.bytesUp, stats.bytesDown);
 }

@@ -80,6 +80,7 @@ export async function decide(core: PipelineCore, req: Req, deferAllow = false): 
   const t0 = performance.now();
   let decision = evaluate(snap.acl, ctx, { defaultBackend: state.defaultBackend });
   const evalUs = Math.round((performance.now() - t0) * 1000);
+  core.metrics?.decision(decision.action, decision.policy, evalUs);
   const out: Decided = {
     snap,
     facts,

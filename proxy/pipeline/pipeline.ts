@@ -63,6 +63,7 @@ export function createPipeline(opts: PipelineOptions): DataPlane {
     now: opts.now ?? (() => new Date()),
     timeZone: opts.timeZone,
     onDenial: opts.onDenial,
+    metrics: opts.metrics,
     backends: opts.state.backends ?? createBackendRegistry(),
     registry: new RelayRegistry<OpenEntry>(),
     shutdown: new AbortController(),

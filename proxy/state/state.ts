@@ -53,6 +53,8 @@ export interface State {
   reloadFailed(trigger: ReloadTrigger, err: unknown): ReloadResult;
   readonly lastReload: ReloadResult | null;
   onSwap(listener: SwapListener): void;
+  /** After every reload, whatever its result (metrics). */
+  onReload(listener: (result: ReloadResult) => void): void;
   /** Starts watch-acl if the configuration asks for it (default true). */
   startWatching(): void;
   close(): void;
@@ -186,6 +188,7 @@ export async function createState(opts: StateOptions): Promise<State> {
     return lastReload;
   }
 
+  const reloadListeners: Array<(result: ReloadResult) => void> = [];
   let running: Promise<ReloadResult> | null = null;
   let queued: Promise<ReloadResult> | null = null;
   function run(trigger: ReloadTrigger): Promise<ReloadResult> {
@@ -198,6 +201,15 @@ export async function createState(opts: StateOptions): Promise<State> {
         return { ok: false, diagnostics: unexpected(err), at: new Date(), trigger };
       });
     running = p;
+    p.then((r) => {
+      for (const l of reloadListeners) {
+        try {
+          l(r);
+        } catch (err) {
+          log.error(`after reload: ${(err as Error).message}`);
+        }
+      }
+    });
     const clear = () => {
       if (running === p) running = null;
     };
@@ -238,6 +250,9 @@ export async function createState(opts: StateOptions): Promise<State> {
     },
     onSwap(l) {
       listeners.push(l);
+    },
+    onReload(l) {
+      reloadListeners.push(l);
     },
     startWatching() {
       syncWatcher();

@@ -85,3 +85,37 @@ test('portailctl against the daemon: reload, status, explain, why, backends', as
     ],
   );
 });
+
+test('a denial over an attribute nobody supplies names it: audit reason, why, explain', async (t) => {
+  let sock = '';
+  const p = await startPortail(t, {
+    acl: 'policy needs_attr { require nosuch.attr == "x" action allow }\n',
+    // An explain ACL that shows everything: `why` then gives the full reason.
+    config: 'watch-acl = false\nexplain-acl-rules-path = "explain.acl"\n',
+    files: { 'explain.acl': 'policy everyone { action allow }\n' },
+    args: (dir) => {
+      sock = join(dir, 'control.sock');
+      return ['--bind-rpc-socket', sock];
+    },
+  });
+  await assert.rejects(socksConnect(p.port, '127.0.0.1', 8));
+  const rec = await p.waitRecord((r) => r.event === 'decision' && r.port === 8);
+  assert.equal(rec.action, 'deny');
+  assert.equal(rec.reason, 'no policy matched; missing: nosuch.attr');
+
+  const why = await ctl(sock, 'why', '--json');
+  assert.equal(why.code, 0, why.stderr);
+  const [d] = JSON.parse(why.stdout).denials;
+  assert.match(d.reason, /missing: nosuch\.attr/);
+  const whyText = await ctl(sock, 'why');
+  assert.match(whyText.stdout, /missing: nosuch\.attr/);
+
+  const ex = await ctl(sock, 'explain', '--json', '127.0.0.1:8');
+  assert.equal(ex.code, 0, ex.stderr);
+  const e = JSON.parse(ex.stdout);
+  assert.equal(e.action, 'deny');
+  assert.match(e.reason, /^no policy matched; missing: nosuch\.attr$/);
+  assert.deepEqual(e.missing, ['nosuch.attr']);
+  const exText = await ctl(sock, 'explain', '127.0.0.1:8');
+  assert.match(exText.stdout, /no policy matched; missing: nosuch\.attr/);
+});

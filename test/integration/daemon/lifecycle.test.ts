@@ -129,17 +129,6 @@ test('portail check: valid, and every diagnostic with its position when not', (t
   assert.match(badCfg.stderr, /portail\.toml:2:1: error: .*bogus-key/);
 });
 
-test('[metrics] listen: the daemon and portail check both say nothing serves it yet', async (t) => {
-  const p = await startPortail(t, { config: '[metrics]\nlisten = "127.0.0.1:9469"' });
-  const said =
-    /warning: \[metrics\] listen: not served by this version yet \(nothing listens on 127\.0\.0\.1:9469\)/;
-  assert.match(p.proc.output(), said);
-  const check = portail(['check', '--config', p.configPath]);
-  assert.equal(check.status, 0, check.stderr);
-  assert.match(check.stderr, said);
-  assert.match(check.stdout, /OK/);
-});
-
 test('portail check builds what the daemon builds: a file error and an ACL error in one run', (t) => {
   const dir = tmpDir(t);
   const cfg = join(dir, 'portail.toml');

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { type AttrValue, evaluate, loadAclFile } from '../../../acl-lang/index.js';
+import { type AttrValue, evaluate, loadAclFile, shortReason } from '../../../acl-lang/index.js';
 import {
   BACKENDS,
   compile,
@@ -438,6 +438,40 @@ policy b { when port == 443 require user.groups in ["eng"] action allow }
     );
     assert.deepEqual(d.failed[0].comparisons[0].actual, undefined);
     assert.deepEqual(d.missing, ['custom.zone', 'user.groups']);
+  });
+
+  test('a refusal names in its reason what it could not evaluate; an allow does not', () => {
+    const none = compile('policy a { require nosuch.attr == "x" action allow }');
+    assert.equal(decide(none, { port: 1 }).reason, 'no policy matched; missing: nosuch.attr');
+    assert.equal(shortReason(decide(none, { port: 1 })), 'no policy matched');
+    assert.equal(decide(none, { 'nosuch.attr': 'y' }).reason, 'no policy matched');
+    const later = compile(`
+policy a { require nosuch.attr == "x" and custom.b == 1 action allow }
+policy rest { action deny }
+`);
+    const d = decide(later, {});
+    assert.equal(d.policy, 'rest');
+    assert.equal(d.reason, 'denied by policy rest; missing: custom.b, nosuch.attr');
+    assert.equal(shortReason(d), 'denied by policy rest');
+    const deny = compile('policy low { when device.trust_level < 2 action deny }');
+    assert.equal(
+      decide(deny, {}).reason,
+      'denied by policy low (its conditions could not be ruled out); missing: device.trust_level',
+    );
+    // Allowed by a later policy: the reason is the allow's alone (missing is still listed).
+    const allowed = compile(`
+policy a { require nosuch.attr == "x" action deny }
+policy b { when custom.zone == "x" action allow }
+policy rest { action allow }
+`);
+    const ok = decide(allowed, { 'nosuch.attr': 'z' });
+    assert.equal(ok.reason, 'allowed by policy rest');
+    assert.deepEqual(ok.missing, ['custom.zone']);
+    // A route's unknown is not the refusal's cause.
+    const routed = compile(
+      'route r { when custom.zone == "x" use ["par01"] }\npolicy p { when port == 1 action allow }',
+    );
+    assert.equal(decide(routed, { port: 2 }).reason, 'no policy matched');
   });
 
   test('a redirect over a missing attribute does not apply', () => {
