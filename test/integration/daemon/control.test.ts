@@ -1,30 +1,11 @@
 // The control socket of the real daemon, driven by the real portailctl: synchronous
 // reload (and its diagnostic when invalid), status, explain, why, default backend.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { socksConnect, startPortail } from './portail.js';
+import { portailctl, socksConnect, startPortail } from './portail.js';
 
-const PORTAILCTL = fileURLToPath(new URL('../../../rpc/portailctl.js', import.meta.url));
-
-async function ctl(socket: string, ...args: string[]) {
-  try {
-    const r = await promisify(execFile)(
-      process.execPath,
-      [PORTAILCTL, '--socket', socket, ...args],
-      {
-        encoding: 'utf8',
-      },
-    );
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const ctl = portailctl;
 
 test('portailctl against the daemon: reload, status, explain, why, backends', async (t) => {
   let sock = '';

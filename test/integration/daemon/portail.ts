@@ -1,14 +1,38 @@
 // Starts the real daemon (`node dist/proxy/cli/portail.js daemon …`) on a free loopback
 // port with a generated configuration and ACL, audit records in a file the test reads.
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { SocksClient } from 'socks';
 import { type Owner, type Started, sleep, startProcess, tmpDir } from '../../harness/index.js';
 
 export const PORTAIL = fileURLToPath(new URL('../../../proxy/cli/portail.js', import.meta.url));
+export const PORTAILCTL = fileURLToPath(new URL('../../../rpc/portailctl.js', import.meta.url));
+
+/** Runs `portailctl --socket SOCKET ARGS…`; its exit code and output, whatever the code. */
+export async function portailctl(
+  socket: string,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await promisify(execFile)(
+      process.execPath,
+      [PORTAILCTL, '--socket', socket, ...args],
+      {
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
 
 export interface AuditLine {
   event: string;

@@ -3,34 +3,23 @@
 // each fail with `file:line:column`, the daemon lives on, `portailctl status` says the
 // last reload failed, and the previous rules keep serving.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { sleep } from '../../harness/index.js';
 import { deepAcls } from '../../unit/acl/deep-acl.js';
-import { echo, type Portail, readBytes, socksConnect, startPortail, tcpServer } from './portail.js';
+import {
+  echo,
+  type Portail,
+  portailctl,
+  readBytes,
+  socksConnect,
+  startPortail,
+  tcpServer,
+} from './portail.js';
 
-const PORTAILCTL = fileURLToPath(new URL('../../../rpc/portailctl.js', import.meta.url));
 const LOCATED = /filter\.acl:2:72: error: expression nested too deeply/;
 
-async function ctl(socket: string, ...args: string[]) {
-  try {
-    const r = await promisify(execFile)(
-      process.execPath,
-      [PORTAILCTL, '--socket', socket, ...args],
-      {
-        encoding: 'utf8',
-        maxBuffer: 64 * 1024 * 1024,
-      },
-    );
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const ctl = portailctl;
 
 async function roundTrip(s: import('node:net').Socket, text: string) {
   s.write(text);

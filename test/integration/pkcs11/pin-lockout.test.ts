@@ -3,40 +3,22 @@
 // pkcs11-spy, which records every PKCS#11 call the process makes (pkcs11js and the
 // OpenSSL engine alike): the observable is the number of C_Login calls.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { makeTestCa, type Owner, requireFile, requireTool, tmpDir } from '../../harness/index.js';
 import { origin, via } from '../chain/helpers.js';
-import { socksConnect, startPortail } from '../daemon/portail.js';
+import { portailctl, socksConnect, startPortail } from '../daemon/portail.js';
 import { importObject, initToken, makeKey, SOFTHSM_MODULE, softHsm } from './softhsm.js';
 
-const PORTAILCTL = fileURLToPath(new URL('../../../rpc/portailctl.js', import.meta.url));
 const SPY = '/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so';
 const ENGINE = '/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so';
 const WRONG = '86420';
 
-async function ctl(socket: string, ...args: string[]) {
-  try {
-    const r = await promisify(execFile)(
-      process.execPath,
-      [PORTAILCTL, '--socket', socket, ...args],
-      {
-        encoding: 'utf8',
-      },
-    );
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const ctl = portailctl;
 
 /** A TLS HTTP CONNECT proxy requiring a client certificate signed by `clientCa`. */
 async function tlsConnectProxy(t: Owner, key: string, cert: string, clientCa: string) {
