@@ -3,40 +3,18 @@
 // 0 when valid (warnings allowed), 1 with `file:line:column`, the source line and a caret
 // otherwise, 2 on usage errors.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FIXTURES, ROOT } from './helpers.js';
+import { type CliRun, FIXTURES, ROOT, runPortail } from './helpers.js';
 
-const CLI = join(ROOT, 'dist', 'proxy', 'cli', 'portail.js');
 const CONFIG_LOADER = join(ROOT, 'dist', 'proxy', 'config', 'load.js');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 function portail(args: string[], cwd = FIXTURES): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 20_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      stdout += s;
-    });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => {
-      stderr += s;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runPortail(args, cwd);
 }
 
 /** The CLI must start at all: a broken import fails every test with the reason. */

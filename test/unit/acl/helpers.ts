@@ -1,6 +1,7 @@
 // Shared helpers for the ACL language tests: compile a source with the usual test
 // backends, build contexts from plain objects, observe three-valued conditions.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CompiledAcl, F, T } from '../../../acl-lang/compile.js';
@@ -112,4 +113,33 @@ export function naiveDecision(
     break;
   }
   return { routes: routes.map((r) => r.name), backends, local, policy };
+}
+
+/** What a run of the `portail` command line printed, and its exit code. */
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built `portail` command line with `args` (in `cwd`), killed after `timeoutMs`. */
+export function runPortail(args: string[], cwd: string, timeoutMs = 20_000): Promise<CliRun> {
+  const cli = join(ROOT, 'dist', 'proxy', 'cli', 'portail.js');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutMs,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      stdout += s;
+    });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }

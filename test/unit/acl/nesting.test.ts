@@ -3,7 +3,6 @@
 // the parser or in any later pass), the limit itself is accepted, and a long flat
 // chain of `or`/`and` is valid and evaluates without deep recursion.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,9 +16,8 @@ import {
 } from '../../../acl-lang/index.js';
 import { MAX_NESTING } from '../../../acl-lang/parse.js';
 import { deepAcls, longChain } from './deep-acl.js';
-import { ctx, ROOT } from './helpers.js';
+import { ctx, runPortail } from './helpers.js';
 
-const CLI = join(ROOT, 'dist', 'proxy', 'cli', 'portail.js');
 const TOO_DEEP = /expression nested too deeply \(more than 64 levels of parentheses and `not`\)/;
 
 /** Column of the first level past the limit on line 2 (`  when ` / `  require { `). */
@@ -128,24 +126,7 @@ describe('portail check-acl-syntax on deep input', () => {
       const { source } = deepAcls(levels)[0];
       const file = join(dir, `deep${levels}.acl`);
       writeFileSync(file, source);
-      const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-        (resolve, reject) => {
-          const child = spawn(process.execPath, [CLI, 'check-acl-syntax', file], {
-            stdio: ['ignore', 'pipe', 'pipe'],
-            timeout: 60_000,
-          });
-          let stdout = '';
-          let stderr = '';
-          child.stdout.setEncoding('utf8').on('data', (s: string) => {
-            stdout += s;
-          });
-          child.stderr.setEncoding('utf8').on('data', (s: string) => {
-            stderr += s;
-          });
-          child.on('error', reject);
-          child.on('close', (code) => resolve({ code, stdout, stderr }));
-        },
-      );
+      const r = await runPortail(['check-acl-syntax', file], dir, 60_000);
       assert.equal(r.code, 1, r.stderr);
       assert.doesNotMatch(r.stderr, /RangeError|Maximum call stack|\n\s+at /);
       const lines = r.stderr.split('\n');
