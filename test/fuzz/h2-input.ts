@@ -219,8 +219,11 @@ export const h2Input: fc.Arbitrary<H2Input> = fc
     return { chunks: cut(data, cuts), ending };
   });
 
-function cut(data: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % data.length))].sort((a, b) => a - b);
+/** `data` split at the given offsets (taken modulo its length): how a peer's bytes arrive in reads. */
+export function cut(data: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => (data.length ? c % data.length : 0)))].sort(
+    (a, b) => a - b,
+  );
   const out: Buffer[] = [];
   let last = 0;
   for (const p of points) {

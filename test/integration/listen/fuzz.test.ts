@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
+import { cut } from '../../fuzz/h2-input.js';
 import { sleep } from './fake-pipeline.js';
 import {
   domain,
@@ -100,20 +101,6 @@ function mutate(input: Buffer, mutations: Mutation[]): Buffer {
   return b;
 }
 
-function chunks(data: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => (data.length ? c % data.length : 0)))].sort(
-    (a, b) => a - b,
-  );
-  const out: Buffer[] = [];
-  let last = 0;
-  for (const p of points) {
-    if (p > last) out.push(data.subarray(last, p));
-    last = Math.max(last, p);
-  }
-  out.push(data.subarray(last));
-  return out.filter((c) => c.length > 0);
-}
-
 const input = fc.oneof(
   fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
   fc
@@ -131,7 +118,7 @@ const client = fc.record({
 async function run(data: Buffer, cuts: number[], halfClose: boolean): Promise<void> {
   const c = await RawClient.connect(proxy.port);
   try {
-    for (const chunk of chunks(data, cuts)) {
+    for (const chunk of cut(data, cuts)) {
       c.write(chunk);
       await sleep(1);
     }
